@@ -1,0 +1,3 @@
+from pipelines.cli import main
+import sys
+sys.exit(main())

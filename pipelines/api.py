@@ -1,0 +1,262 @@
+"""The plain functions behind the command line: prepare data, train, evaluate, predict.
+
+Each function resolves a bundle, builds its layered configs with MONAI's :class:`monai.bundle.ConfigWorkflow`
+(the same machinery as ``python -m monai.bundle run``), applies the user's options as config overrides, runs it
+with MLflow tracking, and returns a small summary dict. Tests call these functions directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monai.bundle import ConfigWorkflow
+
+from pipelines.data.datalist import load_datalist, split_name
+from pipelines.errors import InputError, OutputExistsError, PipelineError
+from pipelines.io.atomic import atomic_write_json
+from pipelines.tracking import mlflow_settings
+
+logger = logging.getLogger(__name__)
+
+BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+DATASETS = ("sunnybrook",)
+
+__all__ = ["BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "PredictionReport"]
+
+
+def resolve_bundle(bundle: str | Path) -> Path:
+    """A bundle name under ``bundles/`` or a path to a bundle folder -> the folder (must hold configs/train.json).
+
+    Bundle configs execute Python expressions, so only the project's bundles and folders the user names explicitly
+    are ever run.
+    """
+    candidate = Path(bundle)
+    if not candidate.is_dir() and (BUNDLES_DIR / str(bundle)).is_dir():
+        candidate = BUNDLES_DIR / str(bundle)
+    if not (candidate / "configs" / "train.json").is_file():
+        available = sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs").is_dir())
+        raise InputError(bundle, f"not a bundle (no configs/train.json); available: {', '.join(available)}")
+    return candidate.resolve()
+
+
+def _workflow(bundle_dir: Path, configs: Sequence[str], workflow_type: str, **override: Any) -> ConfigWorkflow:
+    files = [str(bundle_dir / "configs" / name) for name in configs]
+    override = {"bundle_root": str(bundle_dir), **override}
+    probe = ConfigWorkflow(config_file=files, logging_file=False, workflow_type=None, **override)
+    settings = mlflow_settings(set(probe.parser.get().keys()))
+    return ConfigWorkflow(
+        config_file=files,
+        meta_file=str(bundle_dir / "configs" / "metadata.json"),
+        logging_file=False,
+        tracking=settings,
+        workflow_type=None,
+        **override,
+    )
+
+
+def _run(workflow: ConfigWorkflow) -> None:
+    workflow.initialize()
+    try:
+        workflow.run()
+    finally:
+        workflow.finalize()
+
+
+def prepare_data(dataset: str, output: str | Path, source: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Prepare a dataset (``sunnybrook``) into ``output``; return the datalist path."""
+    if dataset == "sunnybrook":
+        from pipelines.data import sunnybrook
+
+        return sunnybrook.prepare(output, source=source, overwrite=overwrite)
+    raise PipelineError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
+
+
+def _tracking(tracking_uri: str | None) -> dict[str, str]:
+    return {"tracking_uri": tracking_uri} if tracking_uri else {}
+
+
+def train(
+    bundle: str | Path,
+    data: str | Path,
+    output: str | Path,
+    epochs: int | None = None,
+    fold: str | int = "seed",
+    resume: bool = False,
+    tracking_uri: str | None = None,
+    max_cases: int | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train a bundle on a prepared dataset and return a summary (also written to ``<output>/train_summary.json``).
+
+    Args:
+        bundle: bundle name or folder.
+        data: the prepared dataset folder (holding ``datalist.json``).
+        output: run folder: checkpoints in ``models/``, figures in ``figures/``, the MLflow store.
+        epochs: override the bundle's ``num_epochs``.
+        fold: ``seed`` (the seed notebook's split) or a fold index 0-4.
+        resume: continue from ``<output>/models/checkpoint.pt``.
+        tracking_uri: MLflow tracking URI (default: ``MLFLOW_TRACKING_URI``, else SQLite in ``output``).
+        max_cases: use only the first cases of each subset (smoke runs).
+        overrides: further config overrides (``{"batch_size": 8}``).
+    """
+    bundle_dir = resolve_bundle(bundle)
+    load_datalist(data)  # fail early, with the file's name, on a missing or broken datalist
+    output = Path(output)
+    checkpoint = output / "models" / "checkpoint.pt"
+    if resume and not checkpoint.is_file():
+        raise InputError(checkpoint, "no checkpoint to resume from")
+    if not resume and checkpoint.exists():
+        raise OutputExistsError(checkpoint)
+    override: dict[str, Any] = {
+        "dataset_dir": str(Path(data).resolve()),
+        "output_dir": str(output.resolve()),
+        "split": split_name(fold),
+        "resume": resume,
+        "max_cases": max_cases,
+        **_tracking(tracking_uri),
+        **(overrides or {}),
+    }
+    if epochs is not None:
+        override["num_epochs"] = int(epochs)
+    workflow = _workflow(bundle_dir, ["train.json"], "train", **override)
+    start = time.perf_counter()
+    _run(workflow)
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    validator = workflow.parser.get_parsed_content("validate#evaluator")
+    summary = {
+        "bundle": bundle_dir.name,
+        "split": split_name(fold),
+        "epochs": trainer.state.epoch,
+        "best_val_dice": float(validator.state.best_metric),
+        "best_epoch": int(validator.state.best_metric_epoch),
+        "images_per_s": float(trainer.state.metrics.get("images_per_s", float("nan"))),
+        "train_time_s": float(trainer.state.metrics.get("train_time_s", float("nan"))),
+        "wall_time_s": time.perf_counter() - start,
+        "best_checkpoint": str(output / "models" / "model.pt"),
+        "resume_checkpoint": str(checkpoint),
+    }
+    atomic_write_json(output / "train_summary.json", summary)
+    return summary
+
+
+def evaluate(
+    bundle: str | Path,
+    data: str | Path,
+    checkpoint: str | Path,
+    output: str | Path,
+    fold: str | int = "seed",
+    subset: str = "test",
+    tracking_uri: str | None = None,
+    max_cases: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on a subset of a split; return ``metrics.json``'s content.
+
+    Writes ``<output>/metrics/per_case.csv`` and ``metrics.json`` (per-case Dice and HD95 in mm and pixels, and
+    their summaries overall and per diagnostic group) and an overlay figure; logs them to MLflow.
+    """
+    bundle_dir = resolve_bundle(bundle)
+    load_datalist(data)
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise InputError(checkpoint, "no such checkpoint")
+    output = Path(output)
+    override = {
+        "dataset_dir": str(Path(data).resolve()),
+        "output_dir": str(output.resolve()),
+        "ckpt_path": str(checkpoint.resolve()),
+        "split": split_name(fold),
+        "eval_subset": subset,
+        "max_cases": max_cases,
+        **_tracking(tracking_uri),
+    }
+    workflow = _workflow(bundle_dir, ["train.json", "evaluate.json"], "eval", **override)
+    _run(workflow)
+    import json
+
+    return json.loads((output / "metrics" / "metrics.json").read_text())
+
+
+@dataclass
+class PredictionReport:
+    """What ``predict`` wrote and which inputs failed (with the one-line reason)."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def predict(
+    bundle: str | Path,
+    input: str | Path,  # noqa: A002 - mirrors the CLI's --input
+    output: str | Path,
+    checkpoint: str | Path | None = None,
+    overwrite: bool = False,
+    probabilities: bool = False,
+    tracking_uri: str | None = None,
+) -> PredictionReport:
+    """Segment a NIfTI file, or every image / DICOM series in a folder, into ``<output>/<name>_seg.nii.gz``.
+
+    Outputs have the input's exact affine, shape and spacing. Inputs that are not NIfTI (DICOM, NRRD, MHA) are
+    converted with SimpleITK first. An input whose output exists already is skipped and reported unless
+    ``overwrite``; unreadable inputs are reported and the others still processed.
+    """
+    from pipelines.io.images import discover_inputs, to_nifti
+
+    bundle_dir = resolve_bundle(bundle)
+    ckpt = Path(checkpoint) if checkpoint else bundle_dir / "models" / "model.pt"
+    if not ckpt.is_file():
+        raise InputError(ckpt, "no such checkpoint" if checkpoint else "this bundle ships no weights; pass --checkpoint")
+    output = Path(output)
+    report = PredictionReport()
+    inputs = discover_inputs(input)
+    with tempfile.TemporaryDirectory(prefix="pipelines-predict-") as work:
+        items = []
+        for image in inputs:
+            target = output / f"{image.name}_seg.nii.gz"
+            if target.exists() and not overwrite:
+                report.failed[str(image.source)] = str(OutputExistsError(target))
+                continue
+            try:
+                items.append({"image": str(to_nifti(image, Path(work))), "name": image.name})
+            except PipelineError as exc:
+                report.failed[str(image.source)] = str(exc)
+        if items:
+            output.mkdir(parents=True, exist_ok=True)
+            override = {
+                "output_dir": str(output.resolve()),
+                "ckpt_path": str(ckpt.resolve()),
+                "input_items": items,
+                "overwrite": overwrite,
+                "save_probabilities": probabilities,
+                **_tracking(tracking_uri),
+            }
+            if not tracking_uri and "MLFLOW_TRACKING_URI" not in os.environ:
+                override["tracking_uri"] = "sqlite:///" + (output / "mlruns.db").resolve().as_posix()
+            workflow = _workflow(bundle_dir, ["train.json", "inference.json"], "infer", **override)
+            _run(workflow)
+            for item in items:
+                report.written.append(output / f"{item['name']}_seg.nii.gz")
+                if probabilities:
+                    report.written.append(output / f"{item['name']}_prob.nii.gz")
+    for source, reason in report.failed.items():
+        logger.error("%s", reason)
+    return report
+
+
+def copy_weights(checkpoint: str | Path, bundle: str | Path) -> Path:
+    """Copy a trained ``model.pt`` into a bundle's ``models/`` (used to ship weights)."""
+    target = resolve_bundle(bundle) / "models" / "model.pt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, target)
+    return target

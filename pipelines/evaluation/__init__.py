@@ -1,0 +1,5 @@
+"""Segmentation metrics per case (Dice, 95th-percentile Hausdorff distance) and their summaries."""
+
+from pipelines.evaluation.metrics import CaseScores, case_scores, summarise
+
+__all__ = ["CaseScores", "case_scores", "summarise"]

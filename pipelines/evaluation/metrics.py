@@ -1,0 +1,83 @@
+"""Per-case segmentation scores, computed with MONAI's metric functions.
+
+* Dice: ``2 |P ∩ G| / (|P| + |G|)`` over the whole case (all slices pooled), 1.0 when both masks are empty.
+* HD95: the 95th percentile of the symmetric surface distances between P and G
+  (``monai.metrics.compute_hausdorff_distance(percentile=95)``), in millimetres with the voxel spacing of the
+  image, and in in-plane pixels (spacing divided by the in-plane spacing). Undefined (NaN) when either mask is empty.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from monai.metrics import compute_dice, compute_hausdorff_distance
+
+__all__ = ["CaseScores", "case_scores", "summarise"]
+
+
+@dataclass(frozen=True)
+class CaseScores:
+    """Scores of one case (patient)."""
+
+    case_id: str
+    dice: float
+    hd95_mm: float
+    hd95_px: float
+    group: str = ""
+
+    def as_row(self) -> dict[str, str | float]:
+        return asdict(self)
+
+
+def _binary(mask: torch.Tensor) -> torch.Tensor:
+    """``(C, ...)`` one-hot or ``(1, ...)`` label map -> ``(1, 2, ...)`` one-hot of foreground class 1."""
+    mask = torch.as_tensor(mask)
+    fg = mask[1] if mask.shape[0] > 1 else mask[0]
+    fg = (fg > 0.5).float()
+    return torch.stack([1 - fg, fg])[None]
+
+
+def case_scores(
+    pred: torch.Tensor, label: torch.Tensor, spacing_mm: Sequence[float], case_id: str, group: str = ""
+) -> CaseScores:
+    """Dice and HD95 of one case.
+
+    Args:
+        pred: channel-first prediction, one-hot ``(2, ...)`` or label map ``(1, ...)``.
+        label: channel-first ground truth, same conventions.
+        spacing_mm: voxel spacing of the spatial axes; the first one is taken as the in-plane pixel size.
+        case_id: identifier reported with the scores.
+        group: e.g. the diagnostic category, for per-group summaries.
+    """
+    p, g = _binary(pred), _binary(label)
+    both_empty = p[0, 1].sum() == 0 and g[0, 1].sum() == 0
+    dice = 1.0 if both_empty else float(compute_dice(p, g, include_background=False)[0, 0])
+    if p[0, 1].sum() == 0 or g[0, 1].sum() == 0:
+        hd_mm = math.nan
+    else:
+        spacing = [float(s) for s in spacing_mm]
+        hd_mm = float(compute_hausdorff_distance(p, g, percentile=95, spacing=spacing)[0, 0])
+    return CaseScores(case_id=case_id, dice=dice, hd95_mm=hd_mm, hd95_px=hd_mm / float(spacing_mm[0]), group=group)
+
+
+def _stats(values: Iterable[float]) -> dict[str, float | int]:
+    arr = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+    if arr.size == 0:
+        return {"mean": math.nan, "std": math.nan, "median": math.nan, "n": 0}
+    return {"mean": float(arr.mean()), "std": float(arr.std()), "median": float(np.median(arr)), "n": int(arr.size)}
+
+
+def summarise(scores: Sequence[CaseScores]) -> dict[str, object]:
+    """Mean / std / median of each score over cases (NaN HD95s are left out and counted), overall and per group."""
+    fields = ("dice", "hd95_mm", "hd95_px")
+    summary: dict[str, object] = {f: _stats(getattr(s, f) for s in scores) for f in fields}
+    summary["n_cases"] = len(scores)
+    groups = sorted({s.group for s in scores if s.group})
+    summary["by_group"] = {
+        g: {f: _stats(getattr(s, f) for s in scores if s.group == g) for f in fields} for g in groups
+    }
+    return summary

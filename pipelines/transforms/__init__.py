@@ -1,0 +1,6 @@
+"""MONAI dictionary transforms that MONAI lacks: slice selection, NIfTI writing with the input's exact geometry."""
+
+from pipelines.transforms.save_nifti import SaveNiftiLikeInputd
+from pipelines.transforms.slices import SelectSliced
+
+__all__ = ["SaveNiftiLikeInputd", "SelectSliced"]

@@ -1,0 +1,25 @@
+"""Static figures (PNG) of training runs: learning curves and overlay grids of labels and predictions."""
+
+from __future__ import annotations
+
+from pipelines.visualize.figures import (
+    binary_dice,
+    curves_figure,
+    informative_slice,
+    lower_is_better,
+    overlay_figure,
+    overlay_grid,
+    plot_curves,
+    save_figure,
+)
+
+__all__ = [
+    "binary_dice",
+    "curves_figure",
+    "informative_slice",
+    "lower_is_better",
+    "overlay_figure",
+    "overlay_grid",
+    "plot_curves",
+    "save_figure",
+]
