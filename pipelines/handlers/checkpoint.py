@@ -24,6 +24,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["AtomicCheckpoint", "BestMetricState", "RNGState"]
 
 
+def _unwrap(obj: Any) -> Any:
+    parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    return obj.module if isinstance(obj, parallel) else obj
+
+
 class AtomicCheckpoint:
     """Save ``{name: obj.state_dict()}`` atomically to ``save_dir/filename``.
 
@@ -87,8 +92,8 @@ class AtomicCheckpoint:
         return objects
 
     def state(self) -> dict[str, Any]:
-        """The checkpoint's content."""
-        states = {name: obj.state_dict() for name, obj in self._objects().items()}
+        """The checkpoint's content; (Distributed)DataParallel models are saved unwrapped, loadable without DDP."""
+        states = {name: _unwrap(obj).state_dict() for name, obj in self._objects().items()}
         return next(iter(states.values())) if self.bare else states
 
     def load(self, engine: Engine) -> None:
@@ -97,7 +102,8 @@ class AtomicCheckpoint:
             raise FileNotFoundError(f"{self.path}: no checkpoint to resume from")
         checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
         max_epochs = engine.state.max_epochs
-        Checkpoint.load_objects(to_load=self._objects(), checkpoint=checkpoint)
+        objects = {name: _unwrap(obj) for name, obj in self._objects().items()}
+        Checkpoint.load_objects(to_load=objects, checkpoint=checkpoint)
         if max_epochs is not None and engine.state.epoch > max_epochs:
             raise ValueError(f"{self.path}: checkpoint is at epoch {engine.state.epoch}, beyond max_epochs {max_epochs}")
         engine.state.max_epochs = max_epochs

@@ -45,6 +45,10 @@ def atomic_path(path: str | Path, overwrite: bool = True, suffix: str | None = N
         raise PipelineError(f"{path.parent}: output folder is not writable ({exc.strerror})") from exc
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates the file readable by its owner only; give the result the usual umask-based permissions
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         if not overwrite and path.exists():  # appeared while we were writing

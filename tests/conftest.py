@@ -1,0 +1,45 @@
+"""Shared fixtures: the real Sunnybrook source file and one conversion of it per test session.
+
+The data are never invented: ``scd_npz`` is the published ``scd_lvsegs.npz``, looked for in the folders of
+``PIPELINES_DATA`` (``os.pathsep``-separated) and then in ``<repo>/../shared/data``; tests that need it are skipped,
+with the reason, where it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCD_FILENAME = "scd_lvsegs.npz"
+
+
+def _data_folders() -> list[Path]:
+    folders = [Path(f) for f in os.environ.get("PIPELINES_DATA", "").split(os.pathsep) if f]
+    return [*folders, REPO_ROOT.parent / "shared" / "data"]
+
+
+@pytest.fixture(scope="session")
+def scd_npz() -> Path:
+    """Path of the real ``scd_lvsegs.npz`` (Sunnybrook LV myocardium), or skip."""
+    for folder in _data_folders():
+        candidate = folder / SCD_FILENAME
+        if candidate.is_file():
+            return candidate
+    searched = ", ".join(str(f) for f in _data_folders())
+    pytest.skip(f"{SCD_FILENAME} not found (searched {searched}); set PIPELINES_DATA to a folder holding it")
+
+
+@pytest.fixture(scope="session")
+def sunnybrook_dir(scd_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the Sunnybrook data converted once per session: ``images/``, ``labels/``, ``datalist.json``.
+
+    Session-wide and shared: tests must not modify it (copy what they need to corrupt).
+    """
+    from pipelines.data import sunnybrook
+
+    output = tmp_path_factory.mktemp("sunnybrook")
+    sunnybrook.convert(scd_npz, output)
+    return output
