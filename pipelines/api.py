@@ -47,11 +47,17 @@ def resolve_bundle(bundle: str | Path) -> Path:
     return candidate.resolve()
 
 
-def _workflow(bundle_dir: Path, configs: Sequence[str], workflow_type: str, **override: Any) -> ConfigWorkflow:
+def _workflow(bundle_dir: Path, configs: Sequence[str], track: bool = True, **override: Any) -> ConfigWorkflow:
+    """Build the layered bundle workflow, with MLflow tracking unless ``track`` is False."""
     files = [str(bundle_dir / "configs" / name) for name in configs]
     override = {"bundle_root": str(bundle_dir), **override}
-    probe = ConfigWorkflow(config_file=files, logging_file=False, workflow_type=None, **override)
-    settings = mlflow_settings(set(probe.parser.get().keys()))
+    settings = None
+    if track:
+        probe = ConfigWorkflow(config_file=files, logging_file=False, workflow_type=None, **override)
+        settings = mlflow_settings(set(probe.parser.get().keys()))
+        # the executed config is saved and logged; MONAI derives its path only when output_dir is an expression
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        override["save_execute_config"] = str(Path(override["output_dir"]) / f"config_{stamp}.json")
     return ConfigWorkflow(
         config_file=files,
         meta_file=str(bundle_dir / "configs" / "metadata.json"),
@@ -83,6 +89,23 @@ def _tracking(tracking_uri: str | None) -> dict[str, str]:
     return {"tracking_uri": tracking_uri} if tracking_uri else {}
 
 
+def _resumed_epochs(checkpoint: Path, epochs: int | None) -> int:
+    """The schedule length of the run being resumed; a different ``epochs`` would break its LR schedule."""
+    import torch
+
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        planned = int(state["trainer"]["max_epochs"])
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same one-line message
+        raise InputError(checkpoint, f"not a resumable checkpoint ({exc.__class__.__name__})") from exc
+    if epochs is not None and int(epochs) != planned:
+        raise PipelineError(
+            f"{checkpoint}: the run being resumed was planned for {planned} epochs; resume with --epochs {planned} "
+            "(its learning-rate schedule is fixed) or start a new run"
+        )
+    return planned
+
+
 def train(
     bundle: str | Path,
     data: str | Path,
@@ -102,7 +125,7 @@ def train(
         output: run folder: checkpoints in ``models/``, figures in ``figures/``, the MLflow store.
         epochs: override the bundle's ``num_epochs``.
         fold: ``seed`` (the seed notebook's split) or a fold index 0-4.
-        resume: continue from ``<output>/models/checkpoint.pt``.
+        resume: continue from ``<output>/models/checkpoint.pt``, with the schedule the run was started with.
         tracking_uri: MLflow tracking URI (default: ``MLFLOW_TRACKING_URI``, else SQLite in ``output``).
         max_cases: use only the first cases of each subset (smoke runs).
         overrides: further config overrides (``{"batch_size": 8}``).
@@ -124,9 +147,11 @@ def train(
         **_tracking(tracking_uri),
         **(overrides or {}),
     }
+    if resume:
+        epochs = _resumed_epochs(checkpoint, epochs)
     if epochs is not None:
         override["num_epochs"] = int(epochs)
-    workflow = _workflow(bundle_dir, ["train.json"], "train", **override)
+    workflow = _workflow(bundle_dir, ["train.json"], **override)
     start = time.perf_counter()
     _run(workflow)
     trainer = workflow.parser.get_parsed_content("train#trainer")
@@ -177,7 +202,7 @@ def evaluate(
         "max_cases": max_cases,
         **_tracking(tracking_uri),
     }
-    workflow = _workflow(bundle_dir, ["train.json", "evaluate.json"], "eval", **override)
+    workflow = _workflow(bundle_dir, ["train.json", "evaluate.json"], **override)
     _run(workflow)
     import json
 
@@ -209,7 +234,8 @@ def predict(
 
     Outputs have the input's exact affine, shape and spacing. Inputs that are not NIfTI (DICOM, NRRD, MHA) are
     converted with SimpleITK first. An input whose output exists already is skipped and reported unless
-    ``overwrite``; unreadable inputs are reported and the others still processed.
+    ``overwrite``; unreadable inputs are reported and the others still processed. The run is logged to MLflow
+    only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store.
     """
     from pipelines.io.images import discover_inputs, to_nifti
 
@@ -241,9 +267,9 @@ def predict(
                 "save_probabilities": probabilities,
                 **_tracking(tracking_uri),
             }
-            if not tracking_uri and "MLFLOW_TRACKING_URI" not in os.environ:
-                override["tracking_uri"] = "sqlite:///" + (output / "mlruns.db").resolve().as_posix()
-            workflow = _workflow(bundle_dir, ["train.json", "inference.json"], "infer", **override)
+            # predictions are tracked only when a tracking server is named: keep the output folder to the images
+            track = bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+            workflow = _workflow(bundle_dir, ["train.json", "inference.json"], track=track, **override)
             _run(workflow)
             for item in items:
                 report.written.append(output / f"{item['name']}_seg.nii.gz")

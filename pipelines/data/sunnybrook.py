@@ -21,6 +21,7 @@ split (the last 6 patients as test) is recorded as the split ``seed``.
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(path, f"not a readable .npz archive ({exc.__class__.__name__})") from exc
     missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
     if missing:

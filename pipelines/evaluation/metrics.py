@@ -55,7 +55,7 @@ def case_scores(
     """
     p, g = _binary(pred), _binary(label)
     both_empty = p[0, 1].sum() == 0 and g[0, 1].sum() == 0
-    dice = 1.0 if both_empty else float(compute_dice(p, g, include_background=False)[0, 0])
+    dice = 1.0 if both_empty else float(compute_dice(p, g, include_background=False, ignore_empty=False)[0, 0])
     if p[0, 1].sum() == 0 or g[0, 1].sum() == 0:
         hd_mm = math.nan
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -105,5 +106,16 @@ class CaseMetrics:
         atomic_write_text(self.output_dir / "per_case.csv", buffer.getvalue())
         atomic_write_json(
             self.output_dir / "metrics.json",
-            {"summary": summary, "cases": [s.as_row() for s in self.scores]},
+            _json_safe({"summary": summary, "cases": [s.as_row() for s in self.scores]}),
         )
+
+
+def _json_safe(value: object) -> object:
+    """Replace NaN / Inf (undefined HD95) by ``null``, which strict JSON parsers accept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value

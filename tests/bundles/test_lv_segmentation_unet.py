@@ -18,7 +18,7 @@ import SimpleITK as sitk
 import torch
 
 from pipelines import api
-from pipelines.errors import OutputExistsError
+from pipelines.errors import OutputExistsError, PipelineError
 
 BUNDLE = "lv_segmentation_unet"
 BUNDLE_DIR = api.BUNDLES_DIR / BUNDLE
@@ -56,7 +56,7 @@ def test_train_writes_checkpoints_figures_and_summary(trained: tuple[Path, dict]
     assert "model.0.conv.unit0.conv.weight" in model  # a bare state dict, as in the model zoo
     resume = torch.load(run_dir / "models" / "checkpoint.pt", weights_only=True)
     assert {"model", "optimizer", "lr_scheduler", "trainer", "validation"} <= resume.keys()
-    assert resume["trainer"]["epoch"] == 1
+    assert resume["trainer"]["iteration"] == resume["trainer"]["epoch_length"]  # one full epoch
     for name in ("curves.png", "history.csv", "validation_overlay.png"):
         assert (run_dir / "figures" / name).stat().st_size > 1000 or name.endswith(".csv")
     assert json.loads((run_dir / "train_summary.json").read_text())["epochs"] == 1
@@ -80,12 +80,30 @@ def test_train_logs_params_metrics_and_artifacts_to_mlflow(trained: tuple[Path, 
     assert any(a.startswith("config_") and a.endswith(".json") for a in artifacts)
 
 
-def test_resume_continues_the_same_run_folder(trained: tuple[Path, dict], tmp_path: Path, sunnybrook_dir: Path) -> None:
+def test_resume_after_a_crash_continues_the_run(
+    sunnybrook_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.handlers.throughput import Throughput
+
     run_dir = tmp_path / "run"
-    shutil.copytree(trained[0], run_dir)
-    with pytest.raises(OutputExistsError):
-        api.train(BUNDLE, sunnybrook_dir, run_dir, epochs=2, max_cases=3, overrides=FAST)
-    summary = api.train(BUNDLE, sunnybrook_dir, run_dir, epochs=2, max_cases=3, resume=True, overrides=FAST)
+    original = Throughput._epoch_started
+
+    def crash_in_epoch_two(self: Throughput, engine) -> None:  # noqa: ANN001
+        if engine.state.epoch == 2:
+            raise RuntimeError("simulated crash")
+        original(self, engine)
+
+    monkeypatch.setattr(Throughput, "_epoch_started", crash_in_epoch_two)
+    with pytest.raises(RuntimeError):
+        api.train(BUNDLE, sunnybrook_dir, run_dir, epochs=2, max_cases=2, overrides=FAST)
+    monkeypatch.setattr(Throughput, "_epoch_started", original)
+    assert torch.load(run_dir / "models" / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] > 0
+
+    with pytest.raises(OutputExistsError):  # a new run would overwrite the crashed run's checkpoint
+        api.train(BUNDLE, sunnybrook_dir, run_dir, epochs=2, max_cases=2, overrides=FAST)
+    with pytest.raises(PipelineError, match="planned for 2 epochs"):
+        api.train(BUNDLE, sunnybrook_dir, run_dir, epochs=3, max_cases=2, resume=True, overrides=FAST)
+    summary = api.train(BUNDLE, sunnybrook_dir, run_dir, max_cases=2, resume=True, overrides=FAST)
     assert summary["epochs"] == 2
     with open(run_dir / "figures" / "history.csv") as handle:
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2]

@@ -78,7 +78,11 @@ def test_missing_datalist(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [("{not json", "not a JSON datalist"), ('["a", "b"]', "not a datalist"), ('{"cases": [{"image": "x"}]}', "case_id")],
+    [
+        ("{not json", "not a JSON datalist"),
+        ('["a", "b"]', "not a datalist"),
+        ('{"cases": [{"image": "x"}]}', "case_id"),
+    ],
 )
 def test_broken_datalist(tmp_path, content, problem):
     path = tmp_path / "datalist.json"

@@ -164,11 +164,6 @@ def test_load_npz_rejects_missing_arrays(tmp_path):
     assert "caseIndices" in str(excinfo.value)
 
 
-@pytest.mark.xfail(
-    reason="load_npz catches OSError/ValueError/EOFError but not zipfile.BadZipFile, which np.load raises for a "
-    "truncated archive (e.g. an interrupted download): it escapes as a traceback instead of an InputError",
-    strict=True,
-)
 def test_load_npz_rejects_a_truncated_archive(scd_npz, tmp_path):
     path = tmp_path / "scd_lvsegs.npz"
     data = scd_npz.read_bytes()

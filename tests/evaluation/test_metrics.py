@@ -67,12 +67,6 @@ def test_empty_prediction_scores_zero_dice():
     assert math.isnan(scores.hd95_mm)
 
 
-@pytest.mark.xfail(
-    reason="case_scores uses monai.metrics.compute_dice with its default ignore_empty=True, which returns NaN when "
-    "the ground truth is empty; a non-empty prediction on an empty label should score Dice = 2*0/(|P|+0) = 0 (the "
-    "module's formula), and summarise() then silently drops such false-positive cases from the mean Dice",
-    strict=True,
-)
 def test_prediction_on_empty_label_scores_zero_dice():
     pred = mask((8, 8), (slice(2, 4), slice(2, 4)))
     scores = case_scores(pred, torch.zeros_like(pred), (3.0, 3.0), "false_positive")

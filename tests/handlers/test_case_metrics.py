@@ -83,7 +83,10 @@ def test_without_output_dir_only_fills_metrics(tmp_path, monkeypatch):
 
 
 def test_group_names_and_default_ids():
-    batch = [{"category": 3, "pred": volume((4, 4, 1)), "label": volume((4, 4, 1))}, {"pred": volume(), "label": volume()}]
+    batch = [
+        {"category": 3, "pred": volume((4, 4, 1)), "label": volume((4, 4, 1))},
+        {"pred": volume(), "label": volume()},
+    ]
     engine = evaluator()
     handler = CaseMetrics(group_key="category", group_names={"3": "hypertrophy"})
     handler.attach(engine)

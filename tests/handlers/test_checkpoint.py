@@ -60,7 +60,11 @@ def test_saves_every_epoch_and_loads_weights_only(tmp_path):
 def test_every_n_epochs_and_double_attach(tmp_path, monkeypatch):
     calls = []
     real_save = checkpoint_module.atomic_torch_save
-    monkeypatch.setattr(checkpoint_module, "atomic_torch_save", lambda obj, path: calls.append(1) or real_save(obj, path))
+    def counting_save(obj, path):
+        calls.append(path)
+        return real_save(obj, path)
+
+    monkeypatch.setattr(checkpoint_module, "atomic_torch_save", counting_save)
     model, optimizer = model_and_optimizer(0)
     engine = training_engine(model, optimizer)
     handler = AtomicCheckpoint(str(tmp_path), {"model": model}, every=2)
