@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from pipelines import __version__
@@ -82,7 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # quieten third-party start-up chatter that says nothing about the user's run
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
     from pipelines import api
 
     try:

@@ -203,3 +203,20 @@ def test_metadata_has_the_model_zoo_keys() -> None:
     for name in ("train.json", "evaluate.json", "inference.json", "multi_gpu_train.json", "logging.conf"):
         assert (BUNDLE_DIR / "configs" / name).is_file(), name
     assert (BUNDLE_DIR / "LICENSE").is_file() and (BUNDLE_DIR / "docs" / "README.md").is_file()
+
+
+def test_multi_gpu_config_trains_with_torchrun_and_gloo(sunnybrook_dir: Path, tmp_path: Path) -> None:
+    """``multi_gpu_train.json`` on 2 CPU processes (Gloo); the saved model loads without the DDP wrapper."""
+    out = tmp_path / "ddp"
+    configs = [str(BUNDLE_DIR / "configs" / n) for n in ("train.json", "multi_gpu_train.json")]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "monai.bundle", "run", "--config_file", repr(configs),
+        "--bundle_root", str(BUNDLE_DIR), "--dataset_dir", str(sunnybrook_dir), "--output_dir", str(out),
+        "--num_epochs", "1", "--max_cases", "4", "--batch_size", "8",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(out / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
+    assert (out / "figures" / "curves.png").is_file()
