@@ -1,4 +1,4 @@
-"""The plain functions behind the command line: prepare data, train, evaluate, predict.
+"""The plain functions behind the command line: prepare data, train, evaluate, predict, explain.
 
 Each function resolves a bundle, builds its layered configs with MONAI's :class:`monai.bundle.ConfigWorkflow`
 (the same machinery as ``python -m monai.bundle run``), applies the user's options as config overrides, runs it
@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,9 @@ logger = logging.getLogger(__name__)
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 DATASETS = ("sunnybrook",)
 
-__all__ = ["BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "PredictionReport"]
+__all__ = [
+    "BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "explain", "PredictionReport",
+]
 
 
 def resolve_bundle(bundle: str | Path) -> Path:
@@ -211,14 +213,85 @@ def evaluate(
 
 @dataclass
 class PredictionReport:
-    """What ``predict`` wrote and which inputs failed (with the one-line reason)."""
+    """What ``predict`` or ``explain`` wrote, the inputs done, and the inputs that failed (with the one-line reason)."""
 
     written: list[Path] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    done: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+def _checkpoint(bundle_dir: Path, checkpoint: str | Path | None) -> Path:
+    """The weights to load: ``checkpoint``, else the bundle's shipped ``models/model.pt``."""
+    ckpt = Path(checkpoint) if checkpoint else bundle_dir / "models" / "model.pt"
+    if not ckpt.is_file():
+        raise InputError(ckpt, "no such checkpoint" if checkpoint else "this bundle ships no weights; pass --checkpoint")
+    return ckpt
+
+
+def _run_on_images(
+    bundle_dir: Path,
+    input: str | Path,  # noqa: A002 - mirrors the CLI's --input
+    output: Path,
+    configs: Sequence[str],
+    outputs_of: Callable[[str, Path], list[Path]],
+    overwrite: bool,
+    tracking_uri: str | None,
+    override: dict[str, Any],
+    log_outputs: bool = False,
+) -> PredictionReport:
+    """Run an image-to-files bundle config (``inference.json``, ``explain.json``) on every image in ``input``.
+
+    Each image is made a validated NIfTI file (converted with SimpleITK into a temporary folder when it is DICOM,
+    NRRD or MHA) and becomes an item ``{"image": path, "name": unique name}`` of the config's ``input_items``.
+    ``outputs_of(name, nifti)`` lists the files an item will write: an item any of whose files exists is skipped
+    and reported unless ``overwrite``; unreadable inputs are reported and the others still processed. The run is
+    logged to MLflow only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store, with the written files as
+    artifacts if ``log_outputs``.
+    """
+    from pipelines.io.images import discover_inputs, to_nifti
+
+    report = PredictionReport()
+    inputs = discover_inputs(input)
+    with tempfile.TemporaryDirectory(prefix="pipelines-") as work:
+        items, planned, sources = [], [], []
+        for image in inputs:
+            try:
+                nifti = to_nifti(image, Path(work))
+            except PipelineError as exc:
+                report.failed[str(image.source)] = str(exc)
+                continue
+            targets = outputs_of(image.name, nifti)
+            existing = [target for target in targets if target.exists()]
+            if existing and not overwrite:
+                report.failed[str(image.source)] = str(OutputExistsError(existing[0]))
+                continue
+            items.append({"image": str(nifti), "name": image.name})
+            planned += targets
+            sources.append(str(image.source))
+        if items:
+            output.mkdir(parents=True, exist_ok=True)
+            override = {
+                "output_dir": str(output.resolve()),
+                "input_items": items,
+                "overwrite": overwrite,
+                **override,
+                **_tracking(tracking_uri),
+            }
+            if log_outputs:
+                override["tracked_artifacts"] = [str(path.resolve()) for path in planned]
+            # tracked only when a tracking server is named: keep the output folder to the images
+            track = bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+            workflow = _workflow(bundle_dir, configs, track=track, **override)
+            _run(workflow)
+            report.written += planned
+            report.done += sources
+    for reason in report.failed.values():
+        logger.error("%s", reason)
+    return report
 
 
 def predict(
@@ -237,47 +310,84 @@ def predict(
     ``overwrite``; unreadable inputs are reported and the others still processed. The run is logged to MLflow
     only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store.
     """
-    from pipelines.io.images import discover_inputs, to_nifti
+    bundle_dir = resolve_bundle(bundle)
+    ckpt = _checkpoint(bundle_dir, checkpoint)
+    output = Path(output)
+
+    def outputs_of(name: str, nifti: Path) -> list[Path]:
+        return [output / f"{name}_{postfix}.nii.gz" for postfix in ("seg", "prob")[: 1 + probabilities]]
+
+    override = {"ckpt_path": str(ckpt.resolve()), "save_probabilities": probabilities}
+    return _run_on_images(
+        bundle_dir, input, output, ["train.json", "inference.json"], outputs_of, overwrite, tracking_uri, override
+    )
+
+
+def explain(
+    bundle: str | Path,
+    input: str | Path,  # noqa: A002 - mirrors the CLI's --input
+    output: str | Path,
+    checkpoint: str | Path | None = None,
+    overwrite: bool = False,
+    patch_size: int | None = None,
+    stride: int | None = None,
+    occlusion: str | None = None,
+    batch_size: int | None = None,
+    bbox: Sequence[int] | None = None,
+    score: str | None = None,
+    tracking_uri: str | None = None,
+) -> PredictionReport:
+    """Occlusion sensitivity maps of a segmentation bundle for a NIfTI file or every image in a folder.
+
+    Runs the bundle's ``explain.json`` (see :mod:`pipelines.interpret.occlusion` for the maths) and writes, per
+    input, ``<output>/<name>_occlusion.nii.gz`` (float32, the input's exact header) and one PNG per slice,
+    ``<name>_occlusion_z<k>.png`` (image, predicted contour, heat map with a colour bar). Inputs, overwriting and
+    tracking are handled as in :func:`predict`; when tracked, the maps and figures are logged as artifacts.
+
+    Args:
+        bundle: bundle name or folder (must have ``configs/explain.json``).
+        input: an image file or a folder of images / DICOM series.
+        output: folder of the maps and figures.
+        checkpoint: model weights; default the bundle's shipped ``models/model.pt``.
+        overwrite: replace existing outputs.
+        patch_size: occluding patch side in pixels of the network's grid.
+        stride: distance between patches in pixels (overlap ``1 - stride / patch_size``).
+        occlusion: what a patch is replaced with: ``mean``, ``blur`` or ``zero``.
+        batch_size: occluded copies per forward pass (bounds memory).
+        bbox: ``[row_min, row_max, col_min, col_max]`` (inclusive, -1 = image edge) limiting the patches evaluated.
+        score: the segmentation score occlusion perturbs: ``dice`` or ``mean_probability``.
+        tracking_uri: MLflow tracking URI (default ``MLFLOW_TRACKING_URI``; untracked when neither is set).
+
+    Options left as None take the bundle config's defaults.
+    """
+    import nibabel as nib
+
+    from pipelines.transforms.save_figures import slice_suffix
 
     bundle_dir = resolve_bundle(bundle)
-    ckpt = Path(checkpoint) if checkpoint else bundle_dir / "models" / "model.pt"
-    if not ckpt.is_file():
-        raise InputError(ckpt, "no such checkpoint" if checkpoint else "this bundle ships no weights; pass --checkpoint")
+    if not (bundle_dir / "configs" / "explain.json").is_file():
+        raise InputError(bundle_dir / "configs" / "explain.json", "this bundle has no explain config")
+    ckpt = _checkpoint(bundle_dir, checkpoint)
     output = Path(output)
-    report = PredictionReport()
-    inputs = discover_inputs(input)
-    with tempfile.TemporaryDirectory(prefix="pipelines-predict-") as work:
-        items = []
-        for image in inputs:
-            target = output / f"{image.name}_seg.nii.gz"
-            if target.exists() and not overwrite:
-                report.failed[str(image.source)] = str(OutputExistsError(target))
-                continue
-            try:
-                items.append({"image": str(to_nifti(image, Path(work))), "name": image.name})
-            except PipelineError as exc:
-                report.failed[str(image.source)] = str(exc)
-        if items:
-            output.mkdir(parents=True, exist_ok=True)
-            override = {
-                "output_dir": str(output.resolve()),
-                "ckpt_path": str(ckpt.resolve()),
-                "input_items": items,
-                "overwrite": overwrite,
-                "save_probabilities": probabilities,
-                **_tracking(tracking_uri),
-            }
-            # predictions are tracked only when a tracking server is named: keep the output folder to the images
-            track = bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
-            workflow = _workflow(bundle_dir, ["train.json", "inference.json"], track=track, **override)
-            _run(workflow)
-            for item in items:
-                report.written.append(output / f"{item['name']}_seg.nii.gz")
-                if probabilities:
-                    report.written.append(output / f"{item['name']}_prob.nii.gz")
-    for source, reason in report.failed.items():
-        logger.error("%s", reason)
-    return report
+
+    def outputs_of(name: str, nifti: Path) -> list[Path]:
+        depth = nib.load(nifti).shape[2]
+        figures = [output / f"{name}_occlusion{slice_suffix(k, depth)}" for k in range(depth)]
+        return [output / f"{name}_occlusion.nii.gz", *figures]
+
+    options = {
+        "occlusion_patch_size": patch_size,
+        "occlusion_stride": stride,
+        "occlusion_mode": occlusion,
+        "occlusion_batch_size": batch_size,
+        "occlusion_bbox": list(bbox) if bbox is not None else None,
+        "occlusion_score": score,
+    }
+    override = {"ckpt_path": str(ckpt.resolve()), **{k: v for k, v in options.items() if v is not None}}
+    return _run_on_images(
+        bundle_dir, input, output, ["train.json", "explain.json"], outputs_of, overwrite, tracking_uri, override,
+        log_outputs=True,
+    )
 
 
 def copy_weights(checkpoint: str | Path, bundle: str | Path) -> Path:

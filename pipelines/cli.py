@@ -4,6 +4,9 @@
     pipelines train BUNDLE --data DIR --output DIR [--epochs N] [--fold K|seed] [--resume] [--tracking-uri URI]
     pipelines evaluate BUNDLE --data DIR --checkpoint FILE --output DIR
     pipelines predict BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite]
+    pipelines explain BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite] [--patch-size N]
+        [--stride N] [--occlusion mean|blur|zero] [--batch-size N] [--bbox RMIN RMAX CMIN CMAX]
+        [--score dice|mean_probability]
 
 Exit status: 0 when everything asked for succeeded, 1 when some inputs failed, 2 on an error (one line on stderr).
 """
@@ -16,9 +19,13 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pipelines import __version__
 from pipelines.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipelines.api import PredictionReport
 
 logger = logging.getLogger("pipelines")
 
@@ -61,34 +68,89 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tracking-uri")
     evaluate.add_argument("--max-cases", type=int)
 
-    predict = sub.add_parser("predict", help="segment NIfTI / DICOM / NRRD / MHA images into NIfTI label maps")
-    predict.add_argument("bundle")
-    predict.add_argument("--input", required=True, help="an image file or a folder of images / DICOM series")
-    predict.add_argument("--output", required=True)
-    predict.add_argument("--checkpoint", help="model weights (default: the bundle's shipped models/model.pt)")
-    predict.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    # the arguments of the commands that turn images into files
+    images = argparse.ArgumentParser(add_help=False)
+    images.add_argument("bundle")
+    images.add_argument("--input", required=True, help="an image file or a folder of images / DICOM series")
+    images.add_argument("--output", required=True)
+    images.add_argument("--checkpoint", help="model weights (default: the bundle's shipped models/model.pt)")
+    images.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    images.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else untracked)")
+
+    help_predict = "segment NIfTI / DICOM / NRRD / MHA images into NIfTI label maps"
+    predict = sub.add_parser("predict", parents=[images], help=help_predict)
     predict.add_argument("--probabilities", action="store_true", help="also write the myocardium probability map")
-    predict.add_argument("--tracking-uri")
+
+    help_explain = "occlusion sensitivity maps: where does the segmentation model look?"
+    explain = sub.add_parser("explain", parents=[images], help=help_explain)
+    # options left out take the defaults of the bundle's configs/explain.json
+    explain.add_argument("--patch-size", type=_positive, help="side of the occluding patch in pixels")
+    explain.add_argument("--stride", type=_positive, help="pixels between patches (overlap = 1 - stride / patch size)")
+    explain.add_argument("--occlusion", choices=["mean", "blur", "zero"], help="what an occluded patch becomes")
+    explain.add_argument("--batch-size", type=_positive, help="occluded images per forward pass (bounds memory)")
+    explain.add_argument("--bbox", type=int, nargs=4, metavar=("RMIN", "RMAX", "CMIN", "CMAX"),
+                         help="only occlude patches overlapping these inclusive rows/columns (-1: image edge)")
+    explain.add_argument("--score", choices=["dice", "mean_probability"],
+                         help="segmentation score that occlusion perturbs (see the bundle's docs/explain.md)")
     return parser
+
+
+def _positive(value: str) -> int:
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
 
 
 def _print_json(obj: object) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _print_report(report: PredictionReport) -> int:
+    """Print the written files (stdout) and the failed inputs (stderr); the exit status: 1 if any failed."""
+    for path in report.written:
+        print(path)
+    if report.ok:
+        return 0
+    print(f"error: {len(report.failed)} of {len(report.failed) + len(report.done)} inputs failed:", file=sys.stderr)
+    for reason in report.failed.values():
+        print(f"  {reason}", file=sys.stderr)
+    return 1
+
+
+# loggers that MONAI creates lazily with a handler of its own on stdout (monai.apps.get_logger)
+_MONAI_LATE_LOGGERS = ("monai.handlers.StatsHandler",)
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Logs go to stderr, so stdout carries only results (paths, JSON) that scripts can parse."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
+    for name in _MONAI_LATE_LOGGERS:  # existing loggers are left alone by MONAI's get_logger
+        late = logging.getLogger(name)
+        late.addHandler(handler)
+        late.setLevel(logging.INFO)
+    # quieten third-party start-up chatter that says nothing about the user's run
+    for name, level in (("alembic", logging.WARNING), ("monai.bundle.workflows", logging.ERROR),
+                        ("monai.data.nvimgcodec_pydicom_plugin", logging.ERROR)):
+        logging.getLogger(name).setLevel(level)
+    warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _route_stdout_loggers_to_stderr() -> None:
+    for logger_ in list(logging.root.manager.loggerDict.values()):
+        for handler in getattr(logger_, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # quieten third-party start-up chatter that says nothing about the user's run
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("monai.bundle.workflows").setLevel(logging.ERROR)
-    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*nvImageCodec.*")
+    _configure_logging(args.verbose)
     from pipelines import api
+
+    _route_stdout_loggers_to_stderr()
 
     try:
         if args.command == "data":
@@ -107,18 +169,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _print_json(metrics["summary"])
         elif args.command == "predict":
-            report = api.predict(
-                args.bundle, args.input, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite,
-                probabilities=args.probabilities, tracking_uri=args.tracking_uri,
+            return _print_report(
+                api.predict(
+                    args.bundle, args.input, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite,
+                    probabilities=args.probabilities, tracking_uri=args.tracking_uri,
+                )
             )
-            for path in report.written:
-                print(path)
-            if not report.ok:
-                print(f"error: {len(report.failed)} of {len(report.failed) + len(report.written)} inputs failed:",
-                      file=sys.stderr)
-                for reason in report.failed.values():
-                    print(f"  {reason}", file=sys.stderr)
-                return 1
+        elif args.command == "explain":
+            return _print_report(
+                api.explain(
+                    args.bundle, args.input, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite,
+                    patch_size=args.patch_size, stride=args.stride, occlusion=args.occlusion,
+                    batch_size=args.batch_size, bbox=args.bbox, score=args.score, tracking_uri=args.tracking_uri,
+                )
+            )
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

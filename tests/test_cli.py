@@ -76,12 +76,13 @@ def test_data_converts_then_refuses_to_overwrite(scd_npz, tmp_path, capsys):
     assert code == 0, err
 
 
-def test_predict_missing_input(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["predict", "explain"])
+def test_missing_input(tmp_path, capsys, command):
     checkpoint = tmp_path / "model.pt"
     checkpoint.write_bytes(b"weights")
     missing = tmp_path / "no_such_image.nii.gz"
     code, out, err = run_cli(
-        capsys, "predict", BUNDLE, "--input", missing, "--output", tmp_path / "out", "--checkpoint", checkpoint
+        capsys, command, BUNDLE, "--input", missing, "--output", tmp_path / "out", "--checkpoint", checkpoint
     )
     assert code == 2
     assert str(missing) in one_error_line(err)
@@ -149,3 +150,21 @@ def test_missing_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as excinfo:
         main([])
     assert excinfo.value.code == 2
+
+
+def test_explain_needs_an_explain_config(tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "configs" / "train.json").write_text("{}")
+    code, _, err = run_cli(capsys, "explain", bundle, "--input", tmp_path, "--output", tmp_path / "out")
+    assert code == 2
+    assert str(bundle / "configs" / "explain.json") in one_error_line(err)
+
+
+@pytest.mark.parametrize("option", [["--patch-size", "0"], ["--stride", "-4"], ["--occlusion", "noise"],
+                                    ["--bbox", "1", "2", "3"], ["--score", "accuracy"]])  # fmt: skip
+def test_explain_rejects_bad_options(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as excinfo:
+        main(["explain", BUNDLE, "--input", str(tmp_path), "--output", str(tmp_path / "out"), *option])
+    assert excinfo.value.code == 2
+    assert option[0] in capsys.readouterr().err

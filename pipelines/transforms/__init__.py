@@ -1,6 +1,8 @@
-"""MONAI dictionary transforms that MONAI lacks: slice selection, NIfTI writing with the input's exact geometry."""
+"""MONAI dictionary transforms that MONAI lacks: slice selection, NIfTI writing with the input's exact geometry,
+per-slice occlusion sensitivity figures."""
 
+from pipelines.transforms.save_figures import SaveOcclusionFiguresd
 from pipelines.transforms.save_nifti import SaveNiftiLikeInputd
 from pipelines.transforms.slices import SelectSliced
 
-__all__ = ["SaveNiftiLikeInputd", "SelectSliced"]
+__all__ = ["SaveNiftiLikeInputd", "SaveOcclusionFiguresd", "SelectSliced"]

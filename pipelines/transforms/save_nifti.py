@@ -79,9 +79,7 @@ class SaveNiftiLikeInputd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """Write every key's prediction and return the item with ``<key>_path`` entries added."""
         d = dict(data)
-        reference_path = self._reference_path(d)
-        reference = _load_reference(reference_path)
-        name = str(d[self.name_key]) if self.name_key in d else _stem(reference_path)
+        reference_path, reference, name = self.reference_of(d)
         for key in self.key_iterator(d):
             out_path = self.output_path(name, key)
             voxels = self._voxels(d[key], key)
@@ -95,12 +93,13 @@ class SaveNiftiLikeInputd(MapTransform):
             d[f"{key}_path"] = str(out_path)
         return d
 
-    def output_path(self, name: str, key: Hashable = "pred") -> Path:
-        """``<output_dir>/<name>_<output_postfix>.nii.gz``, refusing names that would leave ``output_dir``.
+    def output_path(self, name: str, key: Hashable = "pred", suffix: str = ".nii.gz") -> Path:
+        """``<output_dir>/<name>_<output_postfix><suffix>``, refusing names that would leave ``output_dir``.
 
         Args:
             name: the output stem, e.g. a case id.
             key: the key being written, only used in the error message.
+            suffix: the end of the file name.
 
         Raises:
             PipelineError: ``name`` is empty or contains ``/``, ``\\`` or ``..``.
@@ -108,7 +107,13 @@ class SaveNiftiLikeInputd(MapTransform):
         if not name or "/" in name or "\\" in name or ".." in name:
             raise PipelineError(f"{key}: output name {name!r} is not a plain file name; refusing to write it")
         stem = f"{name}_{self.output_postfix}" if self.output_postfix else name
-        return self.output_dir / f"{stem}.nii.gz"
+        return self.output_dir / f"{stem}{suffix}"
+
+    def reference_of(self, d: Mapping[Hashable, Any]) -> tuple[Path, nib.Nifti1Image, str]:
+        """The reference file of item ``d``, its NIfTI image (header; voxels read lazily) and the output name."""
+        reference_path = self._reference_path(d)
+        name = str(d[self.name_key]) if self.name_key in d else _stem(reference_path)
+        return reference_path, _load_reference(reference_path), name
 
     def _reference_path(self, d: Mapping[Hashable, Any]) -> Path:
         """The file ``d[reference_key]`` was loaded from."""

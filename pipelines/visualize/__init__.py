@@ -1,4 +1,4 @@
-"""Static figures (PNG) of training runs: learning curves and overlay grids of labels and predictions."""
+"""Static figures (PNG): learning curves, overlay grids of labels and predictions, occlusion sensitivity overlays."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pipelines.visualize.figures import (
     curves_figure,
     informative_slice,
     lower_is_better,
+    occlusion_figure,
     overlay_figure,
     overlay_grid,
     plot_curves,
@@ -18,6 +19,7 @@ __all__ = [
     "curves_figure",
     "informative_slice",
     "lower_is_better",
+    "occlusion_figure",
     "overlay_figure",
     "overlay_grid",
     "plot_curves",

@@ -1,4 +1,4 @@
-"""Static PNG figures for training runs: learning curves and image/label/prediction overlay grids.
+"""Static PNG figures: learning curves, image/label/prediction overlay grids, occlusion sensitivity overlays.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas (no pyplot, so no global figure
 state and no display needed) and written atomically with :func:`pipelines.io.atomic.atomic_path`. The handlers in
@@ -28,6 +28,7 @@ __all__ = [
     "curves_figure",
     "informative_slice",
     "lower_is_better",
+    "occlusion_figure",
     "overlay_figure",
     "overlay_grid",
     "plot_curves",
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 _LOWER_IS_BETTER = ("loss", "distance", "hausdorff", "error", "mae", "mse")
 _GT_COLOUR = "lime"
 _PRED_COLOUR = "red"
+_CONTOUR_ON_HEAT_COLOUR = "yellow"  # red would vanish in the red half of the diverging heat map
 
 
 def lower_is_better(name: str) -> bool:
@@ -48,20 +50,21 @@ def lower_is_better(name: str) -> bool:
     return any(word in lowered for word in _LOWER_IS_BETTER)
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = 100, overwrite: bool = True) -> Path:
     """Render ``fig`` with the Agg canvas and write it as a PNG at ``path`` atomically.
 
     Args:
         fig: the figure to write.
         path: the PNG file; its folder is created if needed.
         dpi: resolution of the PNG.
+        overwrite: if False, an existing ``path`` raises :class:`~pipelines.errors.OutputExistsError`.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
     """
     path = Path(path)
     FigureCanvasAgg(fig)  # attaches itself to the figure
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     fig.clear()  # release the artists now rather than at garbage collection
     logger.debug("wrote %s", path)
@@ -247,3 +250,53 @@ def overlay_grid(
         ``path`` as a :class:`~pathlib.Path`.
     """
     return save_figure(overlay_figure(images, labels, preds, titles=titles, max_items=max_items), path)
+
+
+# ----------------------------------------------------------------------------------------------------- occlusion
+
+
+def occlusion_figure(
+    image: np.ndarray,
+    sensitivity: np.ndarray,
+    mask: np.ndarray | None,
+    limit: float | None = None,
+    window: tuple[float, float] | None = None,
+    title: str = "",
+) -> Figure:
+    """Two panels of one slice: the image with the predicted contour, and the occlusion sensitivity over it.
+
+    The heat map is diverging and centred on 0 (red: occluding the region lowers the score, so the prediction
+    relies on it; blue: occluding it raises the score), on the scale ``[-limit, limit]``; its opacity grows with
+    ``sqrt(|sensitivity| / limit)``, so the anatomy stays visible where the map is near 0. The predicted contour is
+    yellow in both panels.
+
+    Args:
+        image: ``(H, W)`` intensities.
+        sensitivity: ``(H, W)`` map.
+        mask: ``(H, W)`` predicted mask (non-zero = structure), or None.
+        limit: the colour scale's half range; default ``max |sensitivity|``.
+        window: ``(low, high)`` grey-level window; default the slice's 0.5th-99.5th percentiles.
+        title: figure title.
+    """
+    image = np.asarray(image, dtype=float)
+    sensitivity = np.asarray(sensitivity, dtype=float)
+    low, high = window if window is not None else np.percentile(image, [0.5, 99.5])
+    limit = max(float(np.abs(sensitivity).max() if limit is None else limit), 1e-12)
+    fig = Figure(figsize=(7.4, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax in axes:
+        ax.imshow(image, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+        ax.set_axis_off()
+    opacity = np.sqrt(np.clip(np.abs(sensitivity) / limit, 0.0, 1.0)) * 0.85
+    heat = axes[1].imshow(
+        sensitivity, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=opacity, interpolation="nearest"
+    )
+    if mask is not None:
+        for ax in axes:
+            _contour(ax, np.asarray(mask) != 0, _CONTOUR_ON_HEAT_COLOUR)
+    axes[0].set_title("image, predicted contour", fontsize=9)
+    axes[1].set_title("occlusion sensitivity", fontsize=9)
+    fig.colorbar(heat, ax=axes[1], shrink=0.85, label="score drop when occluded")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
