@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -389,10 +388,3 @@ def explain(
         log_outputs=True,
     )
 
-
-def copy_weights(checkpoint: str | Path, bundle: str | Path) -> Path:
-    """Copy a trained ``model.pt`` into a bundle's ``models/`` (used to ship weights)."""
-    target = resolve_bundle(bundle) / "models" / "model.pt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(checkpoint, target)
-    return target

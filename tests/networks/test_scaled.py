@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.networks.nets import UNet
+
+from pipelines.networks import ScaledNetwork
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 64, 64), (1, 1, 32, 48), (1, 1, 16, 16, 8)])
+def test_output_has_the_input_grid(shape: tuple[int, ...]) -> None:
+    dims = len(shape) - 2
+    net = UNet(spatial_dims=dims, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,))
+    out = ScaledNetwork(net, scale=2)(torch.randn(shape))
+    assert out.shape == (shape[0], 2, *shape[2:])
+
+
+def test_scale_one_is_the_network_itself_and_pooling_averages_logits() -> None:
+    torch.manual_seed(0)
+    identity_net = torch.nn.Identity()
+    x = torch.randn(1, 1, 8, 8)
+    assert torch.equal(ScaledNetwork(identity_net, scale=1)(x), x)
+    # bilinear x2 then 2x2 average pooling of a constant image gives the constant back
+    constant = torch.full((1, 1, 8, 8), 3.0)
+    torch.testing.assert_close(ScaledNetwork(identity_net, scale=2)(constant), constant)
+    with pytest.raises(ValueError):
+        ScaledNetwork(identity_net, scale=0)
