@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 SHARED_DATA := $(abspath $(wildcard ../shared/data))
 export PIPELINES_DATA ?= $(SHARED_DATA)
 DATA_DIR ?= work_data/sunnybrook
-RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+ifndef RUN_DIR
+RUN_DIR := runs/demo-$(shell date +%Y%m%d-%H%M%S)
+endif
 DEMO_EPOCHS ?= 15
 BUNDLE ?= lv_segmentation_unet
 
