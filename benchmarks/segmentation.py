@@ -31,7 +31,11 @@ from pipelines.io.atomic import atomic_write_json, atomic_write_text
 def run_split(bundle: str, data: Path, output: Path, split: str, epochs: int | None, max_cases: int | None) -> dict:
     run_dir = output / f"{bundle}_{split}"
     resume = (run_dir / "models" / "checkpoint.pt").exists()
+    earlier = run_dir / "train_summary.json"
+    earlier_summary = json.loads(earlier.read_text()) if resume and earlier.exists() else {}
     train = api.train(bundle, data, run_dir, epochs=epochs, fold=split, resume=resume, max_cases=max_cases)
+    if earlier_summary and train["epochs"] == earlier_summary.get("epochs"):
+        train = earlier_summary  # the run was complete already: keep the figures measured when it trained
     start = time.perf_counter()
     metrics = api.evaluate(bundle, data, run_dir / "models" / "model.pt", run_dir / "evaluation", fold=split,
                            max_cases=max_cases)
