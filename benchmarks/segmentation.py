@@ -32,7 +32,7 @@ def run_split(bundle: str, data: Path, output: Path, split: str, epochs: int | N
     run_dir = output / f"{bundle}_{split}"
     resume = (run_dir / "models" / "checkpoint.pt").exists()
     earlier = run_dir / "train_summary.json"
-    earlier_summary = json.loads(earlier.read_text()) if resume and earlier.exists() else {}
+    earlier_summary = json.loads(earlier.read_text(encoding="utf-8")) if resume and earlier.exists() else {}
     train = api.train(bundle, data, run_dir, epochs=epochs, fold=split, resume=resume, max_cases=max_cases)
     if earlier_summary and train["epochs"] == earlier_summary.get("epochs"):
         train = earlier_summary  # the run was complete already: keep the figures measured when it trained
@@ -123,7 +123,7 @@ def main() -> None:
         per_patient = []
         for r in folds:
             metrics = json.loads((args.output / f"{args.bundle}_{r['split']}" / "evaluation" / "metrics" /
-                                  "metrics.json").read_text())
+                                  "metrics.json").read_text(encoding="utf-8"))
             per_patient += [c["dice"] for c in metrics["cases"]]
         summary["cv_patients"] = len(per_patient)
         summary["cv_patient_dice_mean"] = statistics.mean(per_patient)

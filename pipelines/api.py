@@ -207,7 +207,7 @@ def evaluate(
     _run(workflow)
     import json
 
-    return json.loads((output / "metrics" / "metrics.json").read_text())
+    return json.loads((output / "metrics" / "metrics.json").read_text(encoding="utf-8"))
 
 
 @dataclass

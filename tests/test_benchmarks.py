@@ -20,7 +20,7 @@ def test_segmentation_benchmark_quick(sunnybrook_dir: Path, tmp_path: Path) -> N
     assert [r["split"] for r in rows] == ["seed", "0"]
     assert all(0 <= r["dice_mean"] <= 1 and r["train_images_per_s"] > 0 for r in rows)
     assert summary["seed_test_dice"] == rows[0]["dice_mean"]
-    assert (tmp_path / "results.md").read_text().startswith("| split |")
+    assert (tmp_path / "results.md").read_text(encoding="utf-8").startswith("| split |")
 
     # a second call reuses the finished runs and keeps their measured throughput
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)

@@ -59,7 +59,7 @@ def test_train_writes_checkpoints_figures_and_summary(trained: tuple[Path, dict]
     assert resume["trainer"]["iteration"] == resume["trainer"]["epoch_length"]  # one full epoch
     for name in ("curves.png", "history.csv", "validation_overlay.png"):
         assert (run_dir / "figures" / name).stat().st_size > 1000 or name.endswith(".csv")
-    assert json.loads((run_dir / "train_summary.json").read_text())["epochs"] == 1
+    assert json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))["epochs"] == 1
 
 
 def test_train_logs_params_metrics_and_artifacts_to_mlflow(trained: tuple[Path, dict]) -> None:
@@ -112,7 +112,7 @@ def test_resume_after_a_crash_continues_the_run(
 def test_evaluate_reports_per_patient_dice_and_hd95(trained: tuple[Path, dict], sunnybrook_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     metrics = api.evaluate(BUNDLE, sunnybrook_dir, trained[0] / "models" / "model.pt", out, max_cases=3)
-    datalist = json.loads((sunnybrook_dir / "datalist.json").read_text())
+    datalist = json.loads((sunnybrook_dir / "datalist.json").read_text(encoding="utf-8"))
     expected = datalist["splits"]["seed"]["test"][:3]
     assert [c["case_id"] for c in metrics["cases"]] == expected
     assert metrics["summary"]["n_cases"] == 3
@@ -191,7 +191,7 @@ def test_monai_bundle_run_with_mlflow_tracking(sunnybrook_dir: Path, tmp_path: P
 
 
 def test_metadata_has_the_model_zoo_keys() -> None:
-    meta = json.loads((BUNDLE_DIR / "configs" / "metadata.json").read_text())
+    meta = json.loads((BUNDLE_DIR / "configs" / "metadata.json").read_text(encoding="utf-8"))
     for key in ("version", "changelog", "monai_version", "pytorch_version", "numpy_version", "task", "description",
                 "authors", "copyright", "network_data_format", "eval_metrics", "intended_use", "data_source"):
         assert key in meta, key
@@ -224,7 +224,7 @@ def test_multi_gpu_config_trains_with_torchrun_and_gloo(sunnybrook_dir: Path, tm
 
 def test_shipped_weights_reproduce_the_published_metrics(sunnybrook_dir: Path, tmp_path: Path) -> None:
     """``models/model.pt`` evaluated on the seed split's 6 test patients gives metadata.json's ``eval_metrics``."""
-    meta = json.loads((BUNDLE_DIR / "configs" / "metadata.json").read_text())
+    meta = json.loads((BUNDLE_DIR / "configs" / "metadata.json").read_text(encoding="utf-8"))
     metrics = api.evaluate(BUNDLE, sunnybrook_dir, BUNDLE_DIR / "models" / "model.pt", tmp_path / "eval")
     assert metrics["summary"]["n_cases"] == 6
     assert metrics["summary"]["dice"]["mean"] == pytest.approx(meta["eval_metrics"]["mean_dice"], abs=1e-3)

@@ -14,7 +14,7 @@ from pipelines.errors import InputError
 
 @pytest.fixture(scope="module")
 def datalist(sunnybrook_dir: Path) -> dict:
-    return json.loads((sunnybrook_dir / "datalist.json").read_text())
+    return json.loads((sunnybrook_dir / "datalist.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("subset", ["train", "validation", "test"])
@@ -106,7 +106,7 @@ def test_missing_image_file(sunnybrook_dir, tmp_path):
     shutil.copy(sunnybrook_dir / "datalist.json", tmp_path / "datalist.json")  # listed files are not there
     with pytest.raises(InputError, match="missing") as excinfo:
         split_items(tmp_path, "seed", "test")
-    first = json.loads((tmp_path / "datalist.json").read_text())["splits"]["seed"]["test"][0]
+    first = json.loads((tmp_path / "datalist.json").read_text(encoding="utf-8"))["splits"]["seed"]["test"][0]
     assert excinfo.value.path == tmp_path.resolve() / "images" / f"{first}.nii.gz"
     assert str(tmp_path.resolve() / "datalist.json") in str(excinfo.value)
     assert len(split_items(tmp_path, "seed", "test", check_files=False)) == 6

@@ -27,7 +27,7 @@ def npz(scd_npz: Path) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def datalist(sunnybrook_dir: Path) -> dict:
-    return json.loads((sunnybrook_dir / "datalist.json").read_text())
+    return json.loads((sunnybrook_dir / "datalist.json").read_text(encoding="utf-8"))
 
 
 def case_arrays(npz: dict[str, np.ndarray], index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,11 +138,11 @@ def test_existing_datalist_is_not_overwritten(scd_npz, tmp_path):
     with pytest.raises(OutputExistsError) as excinfo:
         sunnybrook.convert(scd_npz, tmp_path)
     assert str(datalist_path) in str(excinfo.value)
-    assert datalist_path.read_text() == '{"precious": true}\n'
+    assert datalist_path.read_text(encoding="utf-8") == '{"precious": true}\n'
     assert not (tmp_path / "images").exists()
 
     assert sunnybrook.convert(scd_npz, tmp_path, overwrite=True) == datalist_path
-    assert len(json.loads(datalist_path.read_text())["cases"]) == N_CASES
+    assert len(json.loads(datalist_path.read_text(encoding="utf-8"))["cases"]) == N_CASES
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
 
 

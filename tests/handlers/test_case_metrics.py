@@ -56,7 +56,7 @@ def test_reports_per_case_rows_and_summary(tmp_path):
         {"case_id": "missed", "group": "normal", "dice": "0", "hd95_mm": "nan", "hd95_px": "nan"},
     ]
 
-    report = json.loads((tmp_path / "metrics.json").read_text())
+    report = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert [case["case_id"] for case in report["cases"]] == ["same", "apart", "missed"]
     summary = report["summary"]
     assert summary["n_cases"] == 3
