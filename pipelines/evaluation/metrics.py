@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 
-__all__ = ["CaseScores", "case_scores", "summarise"]
+__all__ = ["CaseScores", "case_scores", "foreground_mask", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,29 @@ class CaseScores:
         return asdict(self)
 
 
+def foreground_mask(tensor: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Foreground (class 1) mask of a channel-first label or prediction, without the channel axis.
+
+    A one-channel input holds class indices or a probability: foreground where it is > 0.5. A multi-channel input
+    is one-hot or scores: foreground where channel 1 wins the argmax (channel 1 itself for one-hot).
+
+    Args:
+        tensor: ``(C, *spatial)`` array or tensor.
+
+    Returns:
+        ``(*spatial)`` boolean array.
+    """
+    if isinstance(tensor, torch.Tensor):
+        tensor = tensor.detach().cpu().float().numpy()
+    array = np.asarray(tensor)
+    if array.shape[0] == 1:
+        return array[0] > 0.5
+    return np.argmax(array, axis=0) == 1
+
+
 def _binary(mask: torch.Tensor) -> torch.Tensor:
     """``(C, ...)`` one-hot or ``(1, ...)`` label map -> ``(1, 2, ...)`` one-hot of foreground class 1."""
-    mask = torch.as_tensor(mask)
-    fg = mask[1] if mask.shape[0] > 1 else mask[0]
-    fg = (fg > 0.5).float()
+    fg = torch.as_tensor(foreground_mask(mask), dtype=torch.float32)
     return torch.stack([1 - fg, fg])[None]
 
 

@@ -27,6 +27,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.data import decollate_batch
 
+from pipelines.evaluation.metrics import foreground_mask as binary_mask
 from pipelines.io.atomic import atomic_path
 from pipelines.visualize.figures import informative_slice, overlay_grid, plot_curves
 
@@ -153,24 +154,6 @@ class TrainingCurves:
         self.history = {
             str(name): sorted((int(e), float(v)) for e, v in points) for name, points in state_dict["history"].items()
         }
-
-
-def binary_mask(tensor: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Foreground mask of a channel-first label or prediction, without the channel axis.
-
-    A one-channel input holds class indices or a probability: foreground where it is > 0.5. A multi-channel input
-    is one-hot or scores: foreground where channel 1 wins the argmax (channel 1 itself for one-hot).
-
-    Args:
-        tensor: ``(C, *spatial)`` array or tensor.
-
-    Returns:
-        ``(*spatial)`` boolean array.
-    """
-    array = _numpy(tensor)
-    if array.shape[0] == 1:
-        return array[0] > 0.5
-    return np.argmax(array, axis=0) == 1
 
 
 def _numpy(value: torch.Tensor | np.ndarray) -> np.ndarray:
