@@ -7,10 +7,12 @@ with MLflow tracking, and returns a small summary dict. Tests call these functio
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +20,10 @@ from typing import Any
 
 from monai.bundle import ConfigWorkflow
 
-from pipelines.data.datalist import load_datalist, split_name
+from pipelines.data.datalist import split_name
+from pipelines.data.validate import check_split
 from pipelines.errors import InputError, OutputExistsError, PipelineError
-from pipelines.io.atomic import atomic_write_json
+from pipelines.io.atomic import atomic_write_json, writable_dir
 from pipelines.tracking import mlflow_settings
 
 logger = logging.getLogger(__name__)
@@ -37,20 +40,45 @@ def resolve_bundle(bundle: str | Path) -> Path:
     """A bundle name under ``bundles/`` or a path to a bundle folder -> the folder (must hold configs/train.json).
 
     Bundle configs execute Python expressions, so only the project's bundles and folders the user names explicitly
-    are ever run.
+    are ever run: a bare name (``lv_segmentation_unet``) is looked up in ``bundles/`` only, never in the current
+    folder, where anyone who can write there could plant a folder of that name; a path (``./my_bundle``,
+    ``/srv/bundles/x``: anything with a separator) is the user's explicit choice.
     """
-    candidate = Path(bundle)
-    if not candidate.is_dir() and (BUNDLES_DIR / str(bundle)).is_dir():
-        candidate = BUNDLES_DIR / str(bundle)
+    text = str(bundle)
+    named_path = "/" in text or os.sep in text or text in (".", "..")
+    candidate = Path(text).expanduser() if named_path else BUNDLES_DIR / text
     if not (candidate / "configs" / "train.json").is_file():
         available = sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs").is_dir())
-        raise InputError(bundle, f"not a bundle (no configs/train.json); available: {', '.join(available)}")
+        hint = f"; to run the folder {text!r}, give it as a path (./{text})" if Path(text).is_dir() else ""
+        raise InputError(bundle, f"not a bundle (no configs/train.json); available: {', '.join(available)}{hint}")
     return candidate.resolve()
+
+
+def config_files(bundle_dir: Path, configs: Sequence[str]) -> list[str]:
+    """The config files to layer, in order, for ``configs`` (``["train.json", "evaluate.json"]``) of a bundle.
+
+    A bundle that shares another's data and transform graph names it in ``configs/metadata.json`` as
+    ``"base_bundle"``; each of its configs is then layered over the base bundle's config of the same name (the same
+    list ``python -m monai.bundle run --config_file "[...]"`` takes). Files a bundle lacks are skipped, but every
+    config asked for must exist in the bundle or its base.
+    """
+    bundle_dir = Path(bundle_dir)
+    meta_file = bundle_dir / "configs" / "metadata.json"
+    base_name = json.loads(meta_file.read_text(encoding="utf-8")).get("base_bundle") if meta_file.is_file() else None
+    base_dir = resolve_bundle(base_name) if base_name else None
+    files: list[str] = []
+    for name in configs:
+        layers = [d / "configs" / name for d in (base_dir, bundle_dir) if d is not None]
+        present = [str(f) for f in layers if f.is_file()]
+        if not present:
+            raise InputError(bundle_dir / "configs" / name, "this bundle has no such config")
+        files.extend(present)
+    return files
 
 
 def _workflow(bundle_dir: Path, configs: Sequence[str], track: bool = True, **override: Any) -> ConfigWorkflow:
     """Build the layered bundle workflow, with MLflow tracking unless ``track`` is False."""
-    files = [str(bundle_dir / "configs" / name) for name in configs]
+    files = config_files(bundle_dir, configs)
     override = {"bundle_root": str(bundle_dir), **override}
     settings = None
     if track:
@@ -126,19 +154,23 @@ def train(
         output: run folder: checkpoints in ``models/``, figures in ``figures/``, the MLflow store.
         epochs: override the bundle's ``num_epochs``.
         fold: ``seed`` (the seed notebook's split) or a fold index 0-4.
-        resume: continue from ``<output>/models/checkpoint.pt``, with the schedule the run was started with.
+        resume: continue from ``<output>/models/checkpoint.pt``, with the schedule the run was started with, in
+            the MLflow run recorded in ``<output>/mlflow_run.json``; on CPU the result is that of an uninterrupted
+            run (the checkpoint holds every random generator state).
         tracking_uri: MLflow tracking URI (default: ``MLFLOW_TRACKING_URI``, else SQLite in ``output``).
         max_cases: use only the first cases of each subset (smoke runs).
         overrides: further config overrides (``{"batch_size": 8}``).
     """
     bundle_dir = resolve_bundle(bundle)
-    load_datalist(data)  # fail early, with the file's name, on a missing or broken datalist
+    # fail early, naming the file: a broken datalist, a missing, unreadable or mismatched image/label pair
+    check_split(data, fold, ("train", "validation"), max_cases)
     output = Path(output)
     checkpoint = output / "models" / "checkpoint.pt"
     if resume and not checkpoint.is_file():
         raise InputError(checkpoint, "no checkpoint to resume from")
     if not resume and checkpoint.exists():
         raise OutputExistsError(checkpoint)
+    writable_dir(output)
     override: dict[str, Any] = {
         "dataset_dir": str(Path(data).resolve()),
         "output_dir": str(output.resolve()),
@@ -182,6 +214,7 @@ def evaluate(
     subset: str = "test",
     tracking_uri: str | None = None,
     max_cases: int | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a subset of a split; return ``metrics.json``'s content.
 
@@ -189,11 +222,10 @@ def evaluate(
     their summaries overall and per diagnostic group) and an overlay figure; logs them to MLflow.
     """
     bundle_dir = resolve_bundle(bundle)
-    load_datalist(data)
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise InputError(checkpoint, "no such checkpoint")
-    output = Path(output)
+    configs = ["train.json", "evaluate.json"]
+    checkpoint = _checkpoint(bundle_dir, checkpoint, configs, overrides)
+    check_split(data, fold, (subset,), max_cases)
+    output = writable_dir(output)
     override = {
         "dataset_dir": str(Path(data).resolve()),
         "output_dir": str(output.resolve()),
@@ -202,11 +234,10 @@ def evaluate(
         "eval_subset": subset,
         "max_cases": max_cases,
         **_tracking(tracking_uri),
+        **(overrides or {}),
     }
-    workflow = _workflow(bundle_dir, ["train.json", "evaluate.json"], **override)
+    workflow = _workflow(bundle_dir, configs, **override)
     _run(workflow)
-    import json
-
     return json.loads((output / "metrics" / "metrics.json").read_text(encoding="utf-8"))
 
 
@@ -223,12 +254,33 @@ class PredictionReport:
         return not self.failed
 
 
-def _checkpoint(bundle_dir: Path, checkpoint: str | Path | None) -> Path:
-    """The weights to load: ``checkpoint``, else the bundle's shipped ``models/model.pt``."""
+def _checkpoint(
+    bundle_dir: Path, checkpoint: str | Path | None, configs: Sequence[str], overrides: dict[str, Any] | None = None
+) -> Path:
+    """The weights to load: ``checkpoint``, else the bundle's shipped ``models/model.pt``, checked to fit the network.
+
+    The check reads the file with ``weights_only=True`` and compares its keys and shapes with the ``network_def``
+    of the bundle's ``configs`` and ``overrides`` (bundles without one are not checked), so that weights of another
+    network are a one-line error naming what differs rather than a traceback from the engine's checkpoint loader.
+    """
+    from monai.bundle import ConfigParser
+
+    from pipelines.io.weights import check_weights
+
     ckpt = Path(checkpoint) if checkpoint else bundle_dir / "models" / "model.pt"
     if not ckpt.is_file():
         raise InputError(ckpt, "no such checkpoint" if checkpoint else "this bundle ships no weights; pass --checkpoint")
+    parser = ConfigParser()
+    parser.read_config(config_files(bundle_dir, configs))
+    parser.update({"bundle_root": str(bundle_dir), **(overrides or {})})
+    if "network_def" in parser:
+        check_weights(ckpt, parser.get_parsed_content("network_def"))
     return ckpt
+
+
+def _run_name(command: str) -> str:
+    """A new MLflow run name for one call (``predict-20250101-120000-1a2b3c``), shared by its runs if it has several."""
+    return f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
 def _run_on_images(
@@ -244,53 +296,66 @@ def _run_on_images(
 ) -> PredictionReport:
     """Run an image-to-files bundle config (``inference.json``, ``explain.json``) on every image in ``input``.
 
-    Each image is made a validated NIfTI file (converted with SimpleITK into a temporary folder when it is DICOM,
-    NRRD or MHA) and becomes an item ``{"image": path, "name": unique name}`` of the config's ``input_items``.
-    ``outputs_of(name, nifti)`` lists the files an item will write: an item any of whose files exists is skipped
-    and reported unless ``overwrite``; unreadable inputs are reported and the others still processed. The run is
-    logged to MLflow only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store, with the written files as
-    artifacts if ``log_outputs``.
+    Each image is first made a validated NIfTI file (converted with SimpleITK into a temporary folder when it is
+    DICOM, NRRD or MHA) and becomes an item ``{"image": path, "name": unique name}`` of the config's
+    ``input_items``. ``outputs_of(name, nifti)`` lists the files an item will write. An input is skipped, with a
+    logged one-line error, when it is unreadable or invalid, when one of its files exists (unless ``overwrite``),
+    or when a file would land outside ``output``; the others are run (:func:`pipelines.batch.run_carrying_on`), and
+    one failing during the run loses only its own files. The run is logged to MLflow only when ``tracking_uri`` or
+    ``MLFLOW_TRACKING_URI`` names a store, with the written files as artifacts if ``log_outputs``.
     """
+    from pipelines.batch import WorkItem, run_carrying_on
     from pipelines.io.images import discover_inputs, to_nifti
 
     report = PredictionReport()
     inputs = discover_inputs(input)
     with tempfile.TemporaryDirectory(prefix="pipelines-") as work:
-        items, planned, sources = [], [], []
+        pending: list[WorkItem] = []
         for image in inputs:
             try:
                 nifti = to_nifti(image, Path(work))
+                targets = outputs_of(image.name, nifti)
+                _check_targets(image.source, image.name, targets, output, overwrite)
             except PipelineError as exc:
                 report.failed[str(image.source)] = str(exc)
+                logger.error("%s", exc)
                 continue
-            targets = outputs_of(image.name, nifti)
-            existing = [target for target in targets if target.exists()]
-            if existing and not overwrite:
-                report.failed[str(image.source)] = str(OutputExistsError(existing[0]))
-                continue
-            items.append({"image": str(nifti), "name": image.name})
-            planned += targets
-            sources.append(str(image.source))
-        if items:
-            output.mkdir(parents=True, exist_ok=True)
-            override = {
-                "output_dir": str(output.resolve()),
-                "input_items": items,
-                "overwrite": overwrite,
-                **override,
-                **_tracking(tracking_uri),
-            }
-            if log_outputs:
-                override["tracked_artifacts"] = [str(path.resolve()) for path in planned]
+            pending.append(WorkItem({"image": str(nifti), "name": image.name}, str(image.source), tuple(targets)))
+        if pending:
+            writable_dir(output)
             # tracked only when a tracking server is named: keep the output folder to the images
             track = bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
-            workflow = _workflow(bundle_dir, configs, track=track, **override)
-            _run(workflow)
-            report.written += planned
-            report.done += sources
-    for reason in report.failed.values():
-        logger.error("%s", reason)
+            run_name = _run_name(Path(configs[-1]).stem)
+
+            def build(remaining: Sequence[WorkItem]) -> ConfigWorkflow:
+                settings = {
+                    "output_dir": str(output.resolve()),
+                    "input_items": [work.item for work in remaining],
+                    "overwrite": overwrite,
+                    "run_name": run_name,
+                    **override,
+                    **_tracking(tracking_uri),
+                }
+                if log_outputs:
+                    settings["tracked_artifacts"] = [str(p.resolve()) for work in remaining for p in work.outputs]
+                return _workflow(bundle_dir, configs, track=track, **settings)
+
+            outcome = run_carrying_on(pending, build)
+            report.written += [path for work in outcome.done for path in work.outputs]
+            report.done += [work.source for work in outcome.done]
+            report.failed.update(outcome.failed)
     return report
+
+
+def _check_targets(source: Path, name: str, targets: Sequence[Path], output: Path, overwrite: bool) -> None:
+    """Raise unless every file in ``targets`` is directly in ``output`` and, without ``overwrite``, absent."""
+    folder = output.resolve()
+    for target in targets:
+        if target.resolve().parent != folder:
+            raise InputError(source, f"output name {name!r} would write {target} outside {output}; refusing it")
+    existing = [target for target in targets if target.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(existing[0])
 
 
 def predict(
@@ -301,6 +366,7 @@ def predict(
     overwrite: bool = False,
     probabilities: bool = False,
     tracking_uri: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> PredictionReport:
     """Segment a NIfTI file, or every image / DICOM series in a folder, into ``<output>/<name>_seg.nii.gz``.
 
@@ -310,16 +376,15 @@ def predict(
     only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store.
     """
     bundle_dir = resolve_bundle(bundle)
-    ckpt = _checkpoint(bundle_dir, checkpoint)
+    configs = ["train.json", "inference.json"]
+    ckpt = _checkpoint(bundle_dir, checkpoint, configs, overrides)
     output = Path(output)
 
     def outputs_of(name: str, nifti: Path) -> list[Path]:
         return [output / f"{name}_{postfix}.nii.gz" for postfix in ("seg", "prob")[: 1 + probabilities]]
 
-    override = {"ckpt_path": str(ckpt.resolve()), "save_probabilities": probabilities}
-    return _run_on_images(
-        bundle_dir, input, output, ["train.json", "inference.json"], outputs_of, overwrite, tracking_uri, override
-    )
+    override = {"ckpt_path": str(ckpt.resolve()), "save_probabilities": probabilities, **(overrides or {})}
+    return _run_on_images(bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override)
 
 
 def explain(
@@ -364,9 +429,9 @@ def explain(
     from pipelines.transforms.save_figures import slice_suffix
 
     bundle_dir = resolve_bundle(bundle)
-    if not (bundle_dir / "configs" / "explain.json").is_file():
-        raise InputError(bundle_dir / "configs" / "explain.json", "this bundle has no explain config")
-    ckpt = _checkpoint(bundle_dir, checkpoint)
+    config_files(bundle_dir, ["explain.json"])  # fails early, naming the file, for a bundle without one
+    configs = ["train.json", "explain.json"]
+    ckpt = _checkpoint(bundle_dir, checkpoint, configs)
     output = Path(output)
 
     def outputs_of(name: str, nifti: Path) -> list[Path]:
@@ -384,7 +449,6 @@ def explain(
     }
     override = {"ckpt_path": str(ckpt.resolve()), **{k: v for k, v in options.items() if v is not None}}
     return _run_on_images(
-        bundle_dir, input, output, ["train.json", "explain.json"], outputs_of, overwrite, tracking_uri, override,
-        log_outputs=True,
+        bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override, log_outputs=True
     )
 

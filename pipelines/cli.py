@@ -36,6 +36,10 @@ def _fold(value: str) -> str:
     raise argparse.ArgumentTypeError(f"expected 'seed' or a fold 0-4, got {value!r}")
 
 
+# bundle configs run code: a bare name is looked up in the project's bundles/ only (see api.resolve_bundle)
+BUNDLE_HELP = "bundle name under bundles/, or a bundle folder given as a path (./my_bundle)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipelines", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -49,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")
 
     train = sub.add_parser("train", help="train a bundle (MLflow-tracked)")
-    train.add_argument("bundle", help="bundle name under bundles/ or a bundle folder")
+    train.add_argument("bundle", help=BUNDLE_HELP)
     train.add_argument("--data", required=True, help="prepared dataset folder (holding datalist.json)")
     train.add_argument("--output", required=True, help="run folder (checkpoints, figures, MLflow store)")
     train.add_argument("--epochs", type=int, help="number of epochs (default: the bundle's schedule)")
@@ -59,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-cases", type=int, help="use only the first N cases of each subset (smoke runs)")
 
     evaluate = sub.add_parser("evaluate", help="per-patient Dice and HD95 of a checkpoint on held-out patients")
-    evaluate.add_argument("bundle")
+    evaluate.add_argument("bundle", help=BUNDLE_HELP)
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--checkpoint", required=True, help="model weights (e.g. <run>/models/model.pt)")
     evaluate.add_argument("--output", required=True)
@@ -70,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # the arguments of the commands that turn images into files
     images = argparse.ArgumentParser(add_help=False)
-    images.add_argument("bundle")
+    images.add_argument("bundle", help=BUNDLE_HELP)
     images.add_argument("--input", required=True, help="an image file or a folder of images / DICOM series")
     images.add_argument("--output", required=True)
     images.add_argument("--checkpoint", help="model weights (default: the bundle's shipped models/model.pt)")

@@ -2,6 +2,7 @@
 
 A :class:`PipelineError` carries a one-line message that names the file and the problem. The CLI prints it as
 ``error: <message>`` and exits non-zero, without a traceback; every other exception is a bug and keeps its traceback.
+The errors pickle with their arguments, so they cross process boundaries (a worker of a process pool) intact.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ class InputError(PipelineError):
         self.problem = problem
         super().__init__(f"{path}: {problem}")
 
+    def __reduce__(self) -> tuple:
+        return type(self), (self.path, self.problem)
+
 
 class ChecksumError(InputError):
     """A file's sha256 does not match the published one."""
@@ -30,6 +34,9 @@ class ChecksumError(InputError):
         self.expected = expected
         self.actual = actual
 
+    def __reduce__(self) -> tuple:
+        return type(self), (self.path, self.expected, self.actual)
+
 
 class OutputExistsError(PipelineError):
     """An output file exists already and overwriting was not asked for."""
@@ -37,3 +44,6 @@ class OutputExistsError(PipelineError):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         super().__init__(f"{path}: output exists already; pass --overwrite to replace it")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.path,)

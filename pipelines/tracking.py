@@ -1,11 +1,19 @@
 """Experiment tracking with MLflow through MONAI's bundle tracking mechanism.
 
 The default tracking URI is an embedded SQLite store, ``sqlite:///<output_dir>/mlruns.db`` (artifacts in
-``<output_dir>/mlruns``); ``MLFLOW_TRACKING_URI`` or ``--tracking-uri`` selects a server shared by a team.
+``<output_dir>/mlruns``); ``MLFLOW_TRACKING_URI`` or ``--tracking-uri`` selects a server shared by a team
+(``docs/mlflow_server.md``).
 
 :func:`mlflow_settings` extends MONAI's ``DEFAULT_MLFLOW_SETTINGS`` (what ``monai.bundle run --tracking mlflow``
-uses) so that the handlers also log the bundle's ``tracked_params`` as run parameters and its ``tracked_artifacts``
-(figures, best checkpoint, metric tables) as artifacts. Bundles that lack those ids get MONAI's defaults.
+uses):
+
+- every handler is a :class:`pipelines.handlers.MLFlowRunHandler`: a training records its run in
+  ``<output_dir>/mlflow_run.json``, its validator logs into that run, a resumed training (``resume`` true)
+  continues it, and a tracking server that goes away mid-run costs a warning, not the training;
+- the trainer's per-iteration loss is logged as ``train_loss_iteration``, so that ``train_loss`` holds only the
+  bundle's per-epoch average (MONAI's default tag would put both under one name);
+- the handlers log the bundle's ``tracked_params`` as run parameters and its ``tracked_artifacts`` (figures, best
+  checkpoint, metric tables) as artifacts. Bundles that lack those ids get MONAI's defaults.
 """
 
 from __future__ import annotations
@@ -17,9 +25,11 @@ from typing import Any
 
 from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 
-__all__ = ["default_tracking_uri", "mlflow_settings"]
+__all__ = ["default_tracking_uri", "mlflow_settings", "RUN_FILE"]
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
+HANDLER = "pipelines.handlers.MLFlowRunHandler"
+RUN_FILE = "mlflow_run.json"
 
 
 def default_tracking_uri(output_dir: str | Path) -> str:
@@ -31,13 +41,22 @@ def default_tracking_uri(output_dir: str | Path) -> str:
 
 
 def mlflow_settings(config_ids: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
-    """MONAI's MLflow settings, with params and artifacts taken from the bundle's ``tracked_*`` ids if present.
+    """MONAI's MLflow settings with :class:`~pipelines.handlers.MLFlowRunHandler` handlers, the training's run
+    recorded in ``<output_dir>/mlflow_run.json``, and params and artifacts taken from the bundle's ``tracked_*`` ids
+    if present.
 
     Args:
         config_ids: top-level ids of the bundle config (only ids that exist may be referenced).
     """
     settings = copy.deepcopy(DEFAULT_MLFLOW_SETTINGS)
     configs = settings["configs"]
+    for engine in ("trainer", "validator", "evaluator"):
+        configs[engine]["_target_"] = HANDLER
+    # the validator runs inside the training: it joins the run the trainer records (and continues on resume)
+    run_file = f"$@output_dir + '/{RUN_FILE}'"
+    configs["trainer"].update(run_file=run_file, resume="@resume" if "resume" in config_ids else False)
+    configs["trainer"]["tag_name"] = "train_loss_iteration"
+    configs["validator"].update(run_file=run_file, join=True)
     for engine in ("trainer", "evaluator"):
         if "tracked_params" in config_ids:
             configs[engine]["experiment_param"] = "@tracked_params"

@@ -78,12 +78,8 @@ def test_data_converts_then_refuses_to_overwrite(scd_npz, tmp_path, capsys):
 
 @pytest.mark.parametrize("command", ["predict", "explain"])
 def test_missing_input(tmp_path, capsys, command):
-    checkpoint = tmp_path / "model.pt"
-    checkpoint.write_bytes(b"weights")
     missing = tmp_path / "no_such_image.nii.gz"
-    code, out, err = run_cli(
-        capsys, command, BUNDLE, "--input", missing, "--output", tmp_path / "out", "--checkpoint", checkpoint
-    )
+    code, out, err = run_cli(capsys, command, BUNDLE, "--input", missing, "--output", tmp_path / "out")
     assert code == 2
     assert str(missing) in one_error_line(err)
     assert out == ""
@@ -91,13 +87,9 @@ def test_missing_input(tmp_path, capsys, command):
 
 
 def test_predict_unsupported_file(tmp_path, capsys):
-    checkpoint = tmp_path / "model.pt"
-    checkpoint.write_bytes(b"weights")
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
-    code, _, err = run_cli(
-        capsys, "predict", BUNDLE, "--input", text, "--output", tmp_path / "out", "--checkpoint", checkpoint
-    )
+    code, _, err = run_cli(capsys, "predict", BUNDLE, "--input", text, "--output", tmp_path / "out")
     assert code in (1, 2)
     assert "not a supported image" in err and str(text) in err
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 
-from pipelines.tracking import TRACKING_ENV, default_tracking_uri, mlflow_settings
+from pipelines.tracking import RUN_FILE, TRACKING_ENV, default_tracking_uri, mlflow_settings
 
 
 def test_default_uri_is_an_absolute_sqlite_path(tmp_path, monkeypatch):
@@ -25,9 +25,35 @@ def test_empty_environment_is_ignored(tmp_path, monkeypatch):
     assert default_tracking_uri(tmp_path) == "sqlite:///" + (tmp_path.resolve() / "mlruns.db").as_posix()
 
 
-def test_settings_without_tracked_ids_are_monais():
-    assert mlflow_settings() == DEFAULT_MLFLOW_SETTINGS
-    assert mlflow_settings({"num_epochs", "output_dir"}) == DEFAULT_MLFLOW_SETTINGS
+def _monai_part(settings: dict) -> dict:
+    """The settings without what :func:`mlflow_settings` adds to or changes in every handler."""
+    ours = {"_target_", "run_file", "resume", "join", "tag_name"}
+    configs = {
+        k: ({kk: vv for kk, vv in v.items() if kk not in ours} if isinstance(v, dict) else v)
+        for k, v in settings["configs"].items()
+    }
+    return {**settings, "configs": configs}
+
+
+def test_settings_without_tracked_ids_are_monais_with_our_handler():
+    for ids in (set(), {"num_epochs", "output_dir"}):
+        settings = mlflow_settings(ids)
+        assert _monai_part(settings) == _monai_part(DEFAULT_MLFLOW_SETTINGS)
+        configs = settings["configs"]
+        assert {configs[e]["_target_"] for e in ("trainer", "validator", "evaluator")} == {
+            "pipelines.handlers.MLFlowRunHandler"
+        }
+        assert configs["trainer"]["resume"] is False  # no "resume" id to refer to
+
+
+def test_the_training_records_its_run_and_the_validator_joins_it():
+    configs = mlflow_settings({"resume", "output_dir"})["configs"]
+    assert configs["trainer"]["run_file"] == configs["validator"]["run_file"] == f"$@output_dir + '/{RUN_FILE}'"
+    assert configs["trainer"]["resume"] == "@resume"
+    assert configs["validator"]["join"] is True
+    assert "run_file" not in configs["evaluator"]  # evaluation and prediction: a new run every time
+    # the per-iteration loss does not share a name with the per-epoch train_loss
+    assert configs["trainer"]["tag_name"] == "train_loss_iteration"
 
 
 def test_settings_with_tracked_params_and_artifacts():

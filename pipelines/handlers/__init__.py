@@ -1,8 +1,13 @@
-"""Ignite handlers that MONAI lacks: atomic checkpoints, per-case metric reports, training figures."""
+"""Ignite handlers that MONAI lacks: atomic checkpoints and exact-resume state, per-case metric reports, training
+figures, throughput, and an MLflow handler that survives a failing tracking server."""
 
 from pipelines.handlers.case_metrics import CaseMetrics
-from pipelines.handlers.checkpoint import AtomicCheckpoint, BestMetricState, RNGState
+from pipelines.handlers.checkpoint import AtomicCheckpoint, BestMetricState, RNGState, TransformRNGState
 from pipelines.handlers.figures import OverlayGrid, TrainingCurves
+from pipelines.handlers.mlflow_run import MLFlowRunHandler
 from pipelines.handlers.throughput import Throughput
 
-__all__ = ["AtomicCheckpoint", "BestMetricState", "CaseMetrics", "OverlayGrid", "RNGState", "Throughput", "TrainingCurves"]
+__all__ = [
+    "AtomicCheckpoint", "BestMetricState", "CaseMetrics", "MLFlowRunHandler", "OverlayGrid", "RNGState", "Throughput",
+    "TrainingCurves", "TransformRNGState",
+]

@@ -17,7 +17,35 @@ import torch
 
 from pipelines.errors import OutputExistsError, PipelineError
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "writable_dir"]
+
+
+def writable_dir(path: str | Path) -> Path:
+    """Create the folder ``path`` if missing and check that files can be created in it; return ``path``.
+
+    Called before long work (a training run, a batch of predictions) so that an unusable output folder is a
+    one-line error at the start rather than a failure after the work is done.
+
+    Raises:
+        PipelineError: the folder cannot be created (e.g. a file is in the way) or is not writable.
+    """
+    path = Path(path)
+    _make_folder(path)
+    try:
+        with tempfile.TemporaryFile(prefix=".write-test.", dir=path):
+            pass
+    except OSError as exc:
+        raise PipelineError(f"{path}: output folder is not writable ({exc.strerror})") from exc
+    return path
+
+
+def _make_folder(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise PipelineError(f"{path}: cannot create output folder (a file of that name is in the way)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot create output folder ({exc.strerror})") from exc
 
 
 @contextlib.contextmanager
@@ -33,10 +61,7 @@ def atomic_path(path: str | Path, overwrite: bool = True, suffix: str | None = N
     path = Path(path)
     if not overwrite and path.exists():
         raise OutputExistsError(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise PipelineError(f"{path.parent}: cannot create output folder ({exc.strerror})") from exc
+    _make_folder(path.parent)
     if suffix is None:
         suffix = "".join(path.suffixes)
     try:

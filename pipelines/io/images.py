@@ -3,7 +3,8 @@
 :func:`discover_inputs` turns a file or folder into a list of :class:`ImageInput`; :func:`to_nifti` makes each one a
 validated NIfTI file that MONAI's ``LoadImaged`` reads, converting NRRD, MetaImage and DICOM with SimpleITK.
 :func:`validate_nifti` rejects files a model cannot use (truncated, 2D, 4D, NaN, constant) with a one-line
-:class:`~pipelines.errors.InputError` instead of a traceback deep inside a transform.
+:class:`~pipelines.errors.InputError` instead of a traceback deep inside a transform; :func:`read_nifti` reads any
+NIfTI file (a label map) with the same one-line errors.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import SpatialImage
 
 from pipelines.errors import InputError
 from pipelines.io.atomic import atomic_path
 
-__all__ = ["ImageInput", "discover_inputs", "to_nifti", "validate_nifti"]
+__all__ = ["ImageInput", "discover_inputs", "to_nifti", "validate_nifti", "read_nifti", "spatial_shape"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,44 +122,74 @@ def to_nifti(inp: ImageInput, work_dir: Path) -> Path:
     return out
 
 
-def validate_nifti(path: str | Path) -> None:
-    """Check that ``path`` is a NIfTI file holding one finite, non-constant 3D volume.
+def validate_nifti(path: str | Path) -> tuple[SpatialImage, np.ndarray]:
+    """Check that ``path`` is a NIfTI file holding one finite, non-constant 3D volume; return it and its voxels.
 
     A 4D image whose trailing dimensions are all 1 counts as 3D. A volume with a single slice counts as 2D.
 
     Args:
         path: the NIfTI file.
 
+    Returns:
+        The image (header and affine) and its voxel array, so that callers need not read the file again.
+
     Raises:
         InputError: the file is missing, unreadable, not 3D, empty, holds NaN/Inf, or is constant.
     """
     path = Path(path)
+    image = _load(path)
+    _check_shape(path, tuple(int(n) for n in image.shape))
+    voxels = _voxels(path, image)
+    _check_values(path, voxels)
+    return image, voxels
+
+
+def read_nifti(path: str | Path) -> tuple[SpatialImage, np.ndarray]:
+    """Read a NIfTI file (any shape and values, e.g. a label map) and return the image and its voxels.
+
+    Raises:
+        InputError: the file is missing, or is not a readable NIfTI file (including a truncated one).
+    """
+    path = Path(path)
+    image = _load(path)
+    return image, _voxels(path, image)
+
+
+def _load(path: Path) -> SpatialImage:
+    """The image with its header; nibabel reads the voxels lazily."""
     if not path.is_file():
         raise InputError(path, "no such file")
     try:
-        image = nib.load(path)
+        return nib.load(path)
     except (ImageFileError, OSError, EOFError, zlib.error, ValueError) as exc:
         raise InputError(path, "not a readable NIfTI file") from exc
-    _check_shape(path, tuple(int(n) for n in image.shape))
+
+
+def _voxels(path: Path, image: SpatialImage) -> np.ndarray:
     try:
-        voxels = np.asanyarray(image.dataobj)
+        return np.asanyarray(image.dataobj)
     except (OSError, EOFError, zlib.error, ValueError) as exc:
         # Truncated gzip streams and short files only fail once the voxels are read.
         raise InputError(path, "not a readable NIfTI file") from exc
-    _check_values(path, voxels)
 
 
 def _check_shape(path: Path, shape: tuple[int, ...]) -> None:
     """Raise :class:`InputError` unless ``shape`` is a 3D volume with at least one voxel and several slices."""
-    spatial = shape
-    while len(spatial) > 3 and spatial[-1] == 1:
-        spatial = spatial[:-1]
+    spatial = spatial_shape(shape)
     if len(spatial) > 3:
         raise InputError(path, f"{len(spatial)}D image (shape {shape}); give one 3D volume")
     if 0 in spatial:
         raise InputError(path, f"image has no voxels (shape {shape})")
     if len(spatial) < 3 or 1 in spatial:
         raise InputError(path, f"2D image (shape {shape}); expected a 3D volume (slices along z)")
+
+
+def spatial_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` without trailing singleton dimensions beyond the third (``(64, 64, 9, 1)`` -> ``(64, 64, 9)``)."""
+    spatial = tuple(int(n) for n in shape)
+    while len(spatial) > 3 and spatial[-1] == 1:
+        spatial = spatial[:-1]
+    return spatial
 
 
 def _check_values(path: Path, voxels: np.ndarray) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine, Events
+from monai.transforms import Compose, RandAffined, RandFlipd, RandGaussianNoised, ScaleIntensityd
 
 from pipelines.handlers import checkpoint as checkpoint_module
-from pipelines.handlers.checkpoint import AtomicCheckpoint, BestMetricState, RNGState
+from pipelines.handlers.checkpoint import AtomicCheckpoint, BestMetricState, RNGState, TransformRNGState
 
 DATA = [0, 1, 2]  # three iterations per epoch
 
@@ -221,15 +225,113 @@ def test_best_metric_survives_resume(tmp_path):
     assert (fresh.state.best_metric, fresh.state.best_metric_epoch) == (0.9, 2)
 
 
+def draws() -> tuple[torch.Tensor, np.ndarray, list[float]]:
+    """A few numbers from each global generator (torch, NumPy, Python), Gaussian ones included."""
+    return torch.rand(5), np.random.normal(size=3), [random.random(), random.gauss(0.0, 1.0)]
+
+
 def test_rng_state_round_trip(tmp_path):
     rng = RNGState()
     torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    np.random.normal()  # leave a cached Gaussian in NumPy's state
     path = tmp_path / "rng.pt"
     torch.save(rng.state_dict(), path)
-    expected = torch.rand(5)
-    torch.rand(100)  # move the generator on
+    expected = draws()
+    draws()  # move the generators on
     rng.load_state_dict(torch.load(path, weights_only=True))
-    torch.testing.assert_close(torch.rand(5), expected)
+    again = draws()
+    torch.testing.assert_close(again[0], expected[0])
+    np.testing.assert_array_equal(again[1], expected[1])
+    assert again[2] == expected[2]
+
+
+def test_rng_state_of_an_older_checkpoint_sets_torch_only():
+    torch.manual_seed(5)
+    state = {"torch": torch.get_rng_state()}  # what checkpoints held before NumPy's and Python's states
+    expected = torch.rand(3)
+    RNGState().load_state_dict(state)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def augmentation(seed: int) -> Compose:
+    """Random transforms with generators of their own, one (RandAffined) with inner transforms that have theirs."""
+    keys = ["image"]
+    pipeline = Compose([
+        ScaleIntensityd(keys),
+        RandFlipd(keys, prob=0.5, spatial_axis=0),
+        RandAffined(keys, prob=0.9, rotate_range=0.5, scale_range=0.2),
+        RandGaussianNoised(keys, prob=0.5, std=0.1),
+    ])
+    pipeline.set_random_state(seed=seed)
+    return pipeline
+
+
+def augment(pipeline: Compose, count: int = 4) -> list[torch.Tensor]:
+    image = torch.arange(64, dtype=torch.float32).reshape(1, 8, 8)
+    return [torch.as_tensor(pipeline({"image": image.clone()})["image"]) for _ in range(count)]
+
+
+def test_transform_rng_state_names_every_generator():
+    paths = set(TransformRNGState(augmentation(0)).generators())
+    assert {"transform", "transform.transforms.1", "transform.transforms.2", "transform.transforms.3"} <= paths
+    assert "transform.transforms.2.rand_affine.rand_affine_grid" in paths  # RandAffined's inner generators
+    assert "transform.transforms.0" not in paths  # not random
+
+
+def test_transform_rng_state_round_trip_through_a_checkpoint(tmp_path):
+    pipeline = augmentation(0)
+    augment(pipeline)  # an epoch's worth of draws
+    path = tmp_path / "transforms.pt"
+    torch.save(TransformRNGState(pipeline).state_dict(), path)
+    expected = augment(pipeline)
+
+    rebuilt = augmentation(0)  # a resumed run builds the pipeline from scratch, with the configured seed
+    assert not all(torch.equal(a, b) for a, b in zip(augment(augmentation(0)), expected))
+    TransformRNGState(rebuilt).load_state_dict(torch.load(path, weights_only=True))
+    for got, want in zip(augment(rebuilt), expected):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_transform_rng_state_refuses_another_pipeline():
+    state = TransformRNGState(augmentation(0)).state_dict()
+    other = Compose([RandFlipd(["image"], prob=0.5)])
+    with pytest.raises(ValueError, match="not in the pipeline"):
+        TransformRNGState(other).load_state_dict(state)
+
+
+def test_resume_removes_temporaries_of_a_killed_write(tmp_path, caplog):
+    model, optimizer = model_and_optimizer(0)
+    engine = training_engine(model, optimizer)
+    AtomicCheckpoint(str(tmp_path), {"model": model}, engine_key="trainer").attach(engine)
+    engine.run(DATA, max_epochs=1)
+    stale = tmp_path / ".checkpoint.pt.k3x9q.tmp.pt"  # the name atomic_path gives, left by a SIGKILL mid-write
+    stale.write_bytes(b"half a checkpoint")
+    fresh = Engine(lambda e, b: None)
+    AtomicCheckpoint(str(tmp_path), {"model": model}, engine_key="trainer", resume=True).attach(fresh)
+    with caplog.at_level(logging.WARNING):
+        fresh.run(DATA, max_epochs=2)
+    assert files_in(tmp_path) == ["checkpoint.pt"]
+    assert any(stale.name in record.getMessage() for record in caplog.records)
+
+
+def test_only_rank_zero_writes_but_every_rank_can_load(tmp_path, monkeypatch):
+    model, optimizer = model_and_optimizer(0)
+    engine = training_engine(model, optimizer)
+    AtomicCheckpoint(str(tmp_path), {"model": model}, engine_key="trainer").attach(engine)
+    engine.run(DATA, max_epochs=1)
+    monkeypatch.setattr(checkpoint_module.idist, "get_rank", lambda: 1)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    engine.run(DATA, max_epochs=2)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before  # rank 1 trained on but wrote nothing
+    other, _ = model_and_optimizer(1)
+    fresh = Engine(lambda e, b: None)
+    AtomicCheckpoint(str(tmp_path), {"model": other}, engine_key="trainer", resume=True).attach(fresh)
+    fresh.run(DATA, max_epochs=2)
+    assert fresh.state.iteration == 2 * len(DATA)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    torch.testing.assert_close(other.weight.detach(), saved["weight"])
 
 
 def test_data_parallel_models_are_saved_unwrapped(tmp_path):
