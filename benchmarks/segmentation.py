@@ -1,13 +1,20 @@
-"""Train and evaluate a segmentation bundle on the seed split and on the 5 patient-level folds; print the figures.
+"""Train and evaluate segmentation variants (U-Net, SegNet, the course baseline, recipe ablations) on the seed split
+and on the 5 patient-level folds; print and write the comparison table.
 
-    python benchmarks/segmentation.py --data work_data/sunnybrook --output runs/bench            # full schedule
-    python benchmarks/segmentation.py --data work_data/sunnybrook --output runs/bench --quick    # minutes
-    python benchmarks/segmentation.py ... --jobs 2    # two splits at a time, one thread each (faster on 2 cores)
+    python benchmarks/segmentation.py --data work_data/sunnybrook --output runs/bench --jobs 2            # full
+    python benchmarks/segmentation.py --data work_data/sunnybrook --output runs/bench_quick --quick       # minutes
+    python benchmarks/segmentation.py ... --variants benchmarks/segmentation_ablations.json --rows "U-Net, no TTA"
 
-Each split prints one JSON line (mean per-patient myocardium Dice and HD95 on its test patients, training
-throughput and wall time); the last line is the summary: the seed split's test Dice and the cross-validated
-mean ± std over the folds (each fold's test patients are scored by the model that never saw them). Everything is
-also written to ``<output>/results.json`` and a Markdown table ``<output>/results.md``.
+A *variant* is a bundle plus config overrides (``benchmarks/segmentation_variants.json`` by default: the three
+networks; ``benchmarks/segmentation_ablations.json``: recipe ablations). Every variant is trained on each split's
+training patients, the best validation epoch is kept, and the split's held-out test patients are scored with the
+bundle's evaluation (per-patient 3D Dice and HD95) and segmented once more with ``pipelines predict`` to time
+inference per patient. Each (variant, split) prints one JSON line; the last line is the summary. ``<output>`` gets
+``results.json`` and the Markdown table ``results.md``.
+
+Finished runs are reused (a second call only re-reads them); a run folder made for another variant definition is
+refused rather than silently mixed in. ``--quick`` (2 epochs, 4 patients per subset) is deterministic: two calls
+with the same arguments print the same Dice.
 """
 
 from __future__ import annotations
@@ -17,47 +24,106 @@ import json
 import logging
 import os
 import platform
+import re
 import statistics
+import tempfile
 import time
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from pipelines import api
+from pipelines.data.datalist import split_items
 from pipelines.io.atomic import atomic_write_json, atomic_write_text
 
+HERE = Path(__file__).resolve().parent
+DEFAULT_VARIANTS = HERE / "segmentation_variants.json"
+logger = logging.getLogger("benchmarks.segmentation")
 
-def run_split(bundle: str, data: Path, output: Path, split: str, epochs: int | None, max_cases: int | None) -> dict:
-    run_dir = output / f"{bundle}_{split}"
-    resume = (run_dir / "models" / "checkpoint.pt").exists()
-    earlier = run_dir / "train_summary.json"
-    earlier_summary = json.loads(earlier.read_text(encoding="utf-8")) if resume and earlier.exists() else {}
-    train = api.train(bundle, data, run_dir, epochs=epochs, fold=split, resume=resume, max_cases=max_cases)
-    if earlier_summary and train["epochs"] == earlier_summary.get("epochs"):
-        train = earlier_summary  # the run was complete already: keep the figures measured when it trained
-    start = time.perf_counter()
-    metrics = api.evaluate(bundle, data, run_dir / "models" / "model.pt", run_dir / "evaluation", fold=split,
-                           max_cases=max_cases)
-    eval_time = time.perf_counter() - start
+
+def slug(name: str) -> str:
+    """A folder name for a variant name (``"U-Net, no TTA"`` -> ``u-net_no_tta``)."""
+    return re.sub(r"[^a-z0-9-]+", "_", name.lower()).strip("_")
+
+
+def load_variants(path: Path, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Read the variant list (``[{"name", "bundle", "overrides"?}]``), optionally keeping only ``names``."""
+    variants = json.loads(Path(path).read_text(encoding="utf-8"))
+    for v in variants:
+        v.setdefault("overrides", {})
+    if names:
+        unknown = set(names) - {v["name"] for v in variants}
+        if unknown:
+            raise SystemExit(f"{path}: no variant named {', '.join(sorted(unknown))}")
+        variants = [v for v in variants if v["name"] in names]
+    return variants
+
+
+def time_inference(variant: dict[str, Any], data: Path, checkpoint: Path, split: str, max_cases: int | None,
+                   output: Path) -> float:
+    """Seconds per patient for ``pipelines predict`` (load, resample, 4-flip TTA, invert, write) on the test cases."""
+    items = split_items(data / "datalist.json", split, "test", max_cases)
+    with tempfile.TemporaryDirectory() as tmp:
+        for item in items:
+            os.symlink(item["image"], Path(tmp) / Path(item["image"]).name)
+        start = time.perf_counter()
+        report = api.predict(variant["bundle"], tmp, output, checkpoint=checkpoint, overwrite=True,
+                             overrides=variant["overrides"])
+        elapsed = time.perf_counter() - start
+    if not report.ok:
+        raise RuntimeError(f"prediction failed for {sorted(report.failed)}")
+    return elapsed / len(items)
+
+
+def run_split(variant: dict[str, Any], data: Path, output: Path, split: str, epochs: int | None,
+              max_cases: int | None) -> dict[str, Any]:
+    """Train (or resume, or reuse) one variant on one split, evaluate on its test patients; return the row."""
+    run_dir = output / f"{slug(variant['name'])}_{split}"
+    definition = {"variant": variant, "epochs": epochs, "max_cases": max_cases}
+    stamp, done = run_dir / "variant.json", run_dir / "row.json"
+    if stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")) != definition:
+        raise SystemExit(f"{run_dir}: made for another variant definition; delete it or use another --output")
+    if done.exists():
+        return json.loads(done.read_text(encoding="utf-8"))
+    atomic_write_json(stamp, definition)
+    finished = run_dir / "train_summary.json"  # written by api.train once the whole schedule has run
+    if finished.exists():
+        train = json.loads(finished.read_text(encoding="utf-8"))
+    else:
+        resume = (run_dir / "models" / "checkpoint.pt").exists()
+        train = api.train(variant["bundle"], data, run_dir, epochs=epochs, fold=split, resume=resume,
+                          max_cases=max_cases, overrides=variant["overrides"])
+    checkpoint = run_dir / "models" / "model.pt"
+    metrics = api.evaluate(variant["bundle"], data, checkpoint, run_dir / "evaluation", fold=split,
+                           max_cases=max_cases, overrides=variant["overrides"])
+    inference_s = time_inference(variant, data, checkpoint, split, max_cases, run_dir / "predictions")
+    network = torch.load(checkpoint, map_location="cpu", weights_only=True)
     summary = metrics["summary"]
-    return {
-        "bundle": bundle,
+    row = {
+        "variant": variant["name"],
+        "bundle": variant["bundle"],
         "split": split,
         "test_cases": summary["n_cases"],
         "dice_mean": summary["dice"]["mean"],
         "dice_std": summary["dice"]["std"],
         "hd95_mm_mean": summary["hd95_mm"]["mean"],
         "hd95_px_mean": summary["hd95_px"]["mean"],
-        "dice_by_group": {g: v["dice"]["mean"] for g, v in summary["by_group"].items()},
+        "cases": metrics["cases"],
+        "parameters": sum(t.numel() for k, t in network.items() if not k.endswith(("running_mean", "running_var",
+                                                                                    "num_batches_tracked"))),
         "best_val_dice": train["best_val_dice"],
         "best_epoch": train["best_epoch"],
         "epochs": train["epochs"],
         "train_images_per_s": train["images_per_s"],
         "train_time_s": train["train_time_s"],
         "train_wall_s": train["wall_time_s"],
-        "eval_wall_s": eval_time,
+        "inference_s_per_patient": inference_s,
     }
+    atomic_write_json(done, row)
+    return row
 
 
 def _init_worker(threads: int) -> None:
@@ -65,72 +131,98 @@ def _init_worker(threads: int) -> None:
     logging.basicConfig(level=logging.WARNING)
 
 
-def markdown(rows: list[dict], summary: dict) -> str:
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per variant: seed-split test Dice; over the folds, the mean ± std of the per-fold mean patient Dice, the
+    mean ± std over all cross-validated patients, Dice per diagnostic group, HD95, and the costs."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        mine = [r for r in rows if r["variant"] == name]
+        seed = [r for r in mine if r["split"] == "seed"]
+        folds = [r for r in mine if r["split"] != "seed"]
+        s: dict[str, Any] = {"bundle": mine[0]["bundle"], "parameters": mine[0]["parameters"],
+                             "epochs": mine[0]["epochs"],
+                             "train_wall_s": statistics.mean(r["train_wall_s"] for r in mine),
+                             "inference_s_per_patient": statistics.mean(r["inference_s_per_patient"] for r in mine)}
+        if seed:
+            s["seed_dice"], s["seed_dice_std"] = seed[0]["dice_mean"], seed[0]["dice_std"]
+            s["seed_hd95_mm"] = seed[0]["hd95_mm_mean"]
+        if folds:
+            s["cv_splits"] = [r["split"] for r in folds]
+            s["cv_dice_mean"], s["cv_dice_std"] = _mean_std([r["dice_mean"] for r in folds])
+            cases = [c for r in folds for c in r["cases"]]
+            s["cv_patients"] = len(cases)
+            s["cv_patient_dice_mean"], s["cv_patient_dice_std"] = _mean_std([c["dice"] for c in cases])
+            s["cv_hd95_mm"] = statistics.mean(c["hd95_mm"] for c in cases if c["hd95_mm"] is not None)
+            groups: dict[str, list[float]] = defaultdict(list)
+            for c in cases:
+                groups[c["group"]].append(c["dice"])
+            s["cv_dice_by_group"] = {g: statistics.mean(v) for g, v in sorted(groups.items())}
+        out[name] = s
+    return out
+
+
+def _pm(s: dict[str, Any], key: str) -> str:
+    return f"{s[key + '_mean']:.3f} ± {s[key + '_std']:.3f}" if key + "_mean" in s else "-"
+
+
+def markdown(summary: dict[str, dict[str, Any]], hardware: str) -> str:
+    """The comparison table (one row per variant) and the per-group table."""
     lines = [
-        "| split | test patients | Dice (mean ± std) | HD95 mm | HD95 px | epochs | train images/s | train wall s |",
+        "| variant | seed-split test Dice | CV Dice, folds mean ± std | CV Dice, all patients | CV HD95 mm "
+        "| parameters | train wall s / split | inference s / patient |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['split']} | {r['test_cases']} | {r['dice_mean']:.3f} ± {r['dice_std']:.3f} | "
-            f"{r['hd95_mm_mean']:.2f} | {r['hd95_px_mean']:.2f} | {r['epochs']} | {r['train_images_per_s']:.0f} | "
-            f"{r['train_wall_s']:.0f} |"
-        )
-    if "cv_dice_mean" in summary:
-        lines.append(
-            f"\n5-fold cross-validation, mean ± std over folds of the per-fold mean patient Dice: "
-            f"**{summary['cv_dice_mean']:.3f} ± {summary['cv_dice_std']:.3f}**; over all {summary['cv_patients']} "
-            f"patients: {summary['cv_patient_dice_mean']:.3f} ± {summary['cv_patient_dice_std']:.3f}."
-        )
-    lines.append(f"\nHardware: {summary['hardware']}.")
+    for name, s in summary.items():
+        seed = f"{s['seed_dice']:.3f} ± {s['seed_dice_std']:.3f}" if "seed_dice" in s else "-"
+        hd = f"{s['cv_hd95_mm']:.2f}" if "cv_hd95_mm" in s else "-"
+        lines.append(f"| {name} | {seed} | {_pm(s, 'cv_dice')} | {_pm(s, 'cv_patient_dice')} | {hd} | "
+                     f"{s['parameters']:,} | {s['train_wall_s']:.0f} | {s['inference_s_per_patient']:.2f} |")
+    grouped = {n: s for n, s in summary.items() if "cv_dice_by_group" in s}
+    if grouped:
+        groups = sorted({g for s in grouped.values() for g in s["cv_dice_by_group"]})
+        lines += ["", "Cross-validated Dice per diagnostic group (mean over the group's patients):", "",
+                  "| variant | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
+        for name, s in grouped.items():
+            by = s["cv_dice_by_group"]
+            lines.append(f"| {name} | " + " | ".join(f"{by[g]:.3f}" if g in by else "-" for g in groups) + " |")
+    lines.append(f"\nHardware: {hardware}.")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", default="lv_segmentation_unet")
     parser.add_argument("--data", type=Path, required=True, help="prepared Sunnybrook folder")
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--variants", type=Path, default=DEFAULT_VARIANTS, help="JSON list of variants")
+    parser.add_argument("--rows", help="comma-separated variant names to run (default: all in --variants)")
     parser.add_argument("--splits", default="seed,0,1,2,3,4")
-    parser.add_argument("--epochs", type=int, help="override the bundle's schedule")
+    parser.add_argument("--epochs", type=int, help="override every variant's schedule")
     parser.add_argument("--quick", action="store_true", help="2 epochs on 4 patients per subset")
-    parser.add_argument("--jobs", type=int, default=1, help="splits trained at once, sharing the CPU threads")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, sharing the CPU threads")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    variants = load_variants(args.variants, args.rows.split(",") if args.rows else None)
     epochs, max_cases = (2, 4) if args.quick else (args.epochs, None)
-    splits = args.splits.split(",")
     threads = max(1, torch.get_num_threads() // args.jobs)
     rows = []
     with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(run_split, args.bundle, args.data, args.output, s, epochs, max_cases) for s in splits]
+        futures = [pool.submit(run_split, v, args.data, args.output, s, epochs, max_cases)
+                   for v in variants for s in args.splits.split(",")]
         for future in futures:
             row = future.result()
             rows.append(row)
-            print(json.dumps(row), flush=True)
-    hardware = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-        f"{args.jobs} training job(s) at a time with {threads} thread(s) each"
-    )
-    summary: dict = {"bundle": args.bundle, "hardware": hardware, "quick": args.quick}
-    seed = [r for r in rows if r["split"] == "seed"]
-    if seed:
-        summary["seed_test_dice"] = seed[0]["dice_mean"]
-    folds = [r for r in rows if r["split"] != "seed"]
-    if len(folds) > 1:
-        means = [r["dice_mean"] for r in folds]
-        summary["cv_dice_mean"] = statistics.mean(means)
-        summary["cv_dice_std"] = statistics.stdev(means)
-        per_patient = []
-        for r in folds:
-            metrics = json.loads((args.output / f"{args.bundle}_{r['split']}" / "evaluation" / "metrics" /
-                                  "metrics.json").read_text(encoding="utf-8"))
-            per_patient += [c["dice"] for c in metrics["cases"]]
-        summary["cv_patients"] = len(per_patient)
-        summary["cv_patient_dice_mean"] = statistics.mean(per_patient)
-        summary["cv_patient_dice_std"] = statistics.stdev(per_patient)
-    print(json.dumps({"summary": summary}), flush=True)
-    atomic_write_json(args.output / "results.json", {"rows": rows, "summary": summary})
-    atomic_write_text(args.output / "results.md", markdown(rows, summary))
+            print(json.dumps({k: v for k, v in row.items() if k != "cases"}), flush=True)
+    hardware = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+                f"{args.jobs} training job(s) at a time with {threads} thread(s) each")
+    summary = summarise(rows)
+    print(json.dumps({"summary": summary, "hardware": hardware, "quick": args.quick}), flush=True)
+    atomic_write_json(args.output / "results.json", {"rows": rows, "summary": summary, "hardware": hardware,
+                                                     "quick": args.quick})
+    atomic_write_text(args.output / "results.md", markdown(summary, hardware))
 
 
 if __name__ == "__main__":

@@ -10,23 +10,51 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_segmentation_benchmark_quick(sunnybrook_dir: Path, tmp_path: Path) -> None:
+def _benchmark(sunnybrook_dir: Path, output: Path, *options: str) -> tuple[list[dict], dict]:
     command = [sys.executable, str(REPO / "benchmarks" / "segmentation.py"), "--data", str(sunnybrook_dir),
-               "--output", str(tmp_path), "--quick", "--splits", "seed,0"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+               "--output", str(output), "--quick", *options]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    rows, summary = lines[:-1], lines[-1]["summary"]
-    assert [r["split"] for r in rows] == ["seed", "0"]
-    assert all(0 <= r["dice_mean"] <= 1 and r["train_images_per_s"] > 0 for r in rows)
-    assert summary["seed_test_dice"] == rows[0]["dice_mean"]
-    assert (tmp_path / "results.md").read_text(encoding="utf-8").startswith("| split |")
+    return lines[:-1], lines[-1]["summary"]
 
-    # a second call reuses the finished runs and keeps their measured throughput
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
-    rerun = [json.loads(line) for line in again.stdout.splitlines() if line.startswith("{")][:-1]
-    assert [r["train_images_per_s"] for r in rerun] == [r["train_images_per_s"] for r in rows]
+
+def test_segmentation_benchmark_quick(sunnybrook_dir: Path, tmp_path: Path) -> None:
+    options = ("--splits", "seed,0", "--rows", "U-Net,course baseline")  # SegNet: tests/bundles smoke-trains it
+    rows, summary = _benchmark(sunnybrook_dir, tmp_path / "a", *options)
+    assert [(r["variant"], r["split"]) for r in rows] == [
+        (v, s) for v in ("U-Net", "course baseline") for s in ("seed", "0")
+    ]
+    assert all(0 <= r["dice_mean"] <= 1 and r["train_images_per_s"] > 0 and r["inference_s_per_patient"] > 0
+               for r in rows)
+    assert summary["U-Net"]["seed_dice"] == rows[0]["dice_mean"]
+    assert summary["course baseline"]["parameters"] < 10_000 < summary["U-Net"]["parameters"]
+    assert set(summary["U-Net"]["cv_dice_by_group"]) <= {"normal", "hypertrophy", "heart failure A",
+                                                         "heart failure B"}
+    table = (tmp_path / "a" / "results.md").read_text(encoding="utf-8")
+    assert table.startswith("| variant |") and "| course baseline |" in table and "per diagnostic group" in table
+
+    # a second call reuses the finished runs and keeps their measured timings
+    again, _ = _benchmark(sunnybrook_dir, tmp_path / "a", *options)
+    assert [r["train_wall_s"] for r in again] == [r["train_wall_s"] for r in rows]
+
+    # deterministic: a fresh run of the same variant and split scores the same
+    fresh, _ = _benchmark(sunnybrook_dir, tmp_path / "b", "--splits", "seed", "--rows", "U-Net")
+    assert fresh[0]["dice_mean"] == rows[0]["dice_mean"]
+    assert fresh[0]["best_val_dice"] == rows[0]["best_val_dice"]
+
+
+def test_segmentation_benchmark_refuses_a_folder_of_another_variant(sunnybrook_dir: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "u-net_seed"
+    run_dir.mkdir()
+    (run_dir / "variant.json").write_text(json.dumps({"variant": {"name": "U-Net", "bundle": "lv_segmentation_unet",
+                                                                   "overrides": {"batch_size": 4}}}))
+    command = [sys.executable, str(REPO / "benchmarks" / "segmentation.py"), "--data", str(sunnybrook_dir),
+               "--output", str(tmp_path), "--quick", "--splits", "seed", "--rows", "U-Net"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    assert "made for another variant definition" in result.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["variant.json"]
 
 
 def test_occlusion_benchmark_quick(sunnybrook_dir: Path) -> None:

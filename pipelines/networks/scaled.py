@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ScaledNetwork"]
+__all__ = ["ScaledNetwork", "describe"]
 
 
 class ScaledNetwork(nn.Module):
@@ -41,3 +41,10 @@ class ScaledNetwork(nn.Module):
         logits = self.network(F.interpolate(x, scale_factor=self.scale, mode=mode, align_corners=False))
         pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[spatial]
         return pool(logits, kernel_size=self.scale)
+
+
+def describe(network: nn.Module) -> str:
+    """A short name for a (possibly wrapped) network, for run parameters: ``UNet``, ``ScaledNetwork(x2, UNet)``."""
+    if isinstance(network, ScaledNetwork):
+        return f"ScaledNetwork(x{network.scale}, {describe(network.network)})"
+    return type(network).__name__

@@ -53,7 +53,7 @@ def test_train_writes_checkpoints_figures_and_summary(trained: tuple[Path, dict]
     assert 0.0 <= summary["best_val_dice"] <= 1.0
     assert summary["images_per_s"] > 0
     model = torch.load(run_dir / "models" / "model.pt", weights_only=True)
-    assert "model.0.conv.unit0.conv.weight" in model  # a bare state dict, as in the model zoo
+    assert "network.model.0.conv.unit0.conv.weight" in model  # a bare state dict, as in the model zoo
     resume = torch.load(run_dir / "models" / "checkpoint.pt", weights_only=True)
     assert {"model", "optimizer", "lr_scheduler", "trainer", "validation"} <= resume.keys()
     assert resume["trainer"]["iteration"] == resume["trainer"]["epoch_length"]  # one full epoch
@@ -68,7 +68,7 @@ def test_train_logs_params_metrics_and_artifacts_to_mlflow(trained: tuple[Path, 
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED"
-    assert run.data.params["network"] == "UNet"
+    assert run.data.params["network"] == "ScaledNetwork(x2, UNet)"
     assert run.data.params["split"] == "seed"
     assert int(run.data.params["train_cases"]) == 3
     client = _client(run_dir)
@@ -228,5 +228,6 @@ def test_shipped_weights_reproduce_the_published_metrics(sunnybrook_dir: Path, t
     metrics = api.evaluate(BUNDLE, sunnybrook_dir, BUNDLE_DIR / "models" / "model.pt", tmp_path / "eval")
     assert metrics["summary"]["n_cases"] == 6
     assert metrics["summary"]["dice"]["mean"] == pytest.approx(meta["eval_metrics"]["mean_dice"], abs=1e-3)
-    # the seed notebook's U-Net re-run here: 0.79-0.80 pooled, 0.75-0.77 per slice, on the same 6 patients
-    assert metrics["summary"]["dice"]["mean"] >= 0.81
+    # the seed notebook's U-Net re-run here: 0.79-0.80 pooled, 0.75-0.77 per slice, on the same 6 patients;
+    # the foundation issue's bar is 0.83
+    assert metrics["summary"]["dice"]["mean"] >= 0.83

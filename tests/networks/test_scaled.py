@@ -25,3 +25,13 @@ def test_scale_one_is_the_network_itself_and_pooling_averages_logits() -> None:
     torch.testing.assert_close(ScaledNetwork(identity_net, scale=2)(constant), constant)
     with pytest.raises(ValueError):
         ScaledNetwork(identity_net, scale=0)
+
+
+def test_describe_names_the_wrapped_network() -> None:
+    from monai.networks.nets import BasicUNet
+
+    from pipelines.networks import describe
+
+    inner = BasicUNet(spatial_dims=2, in_channels=1, out_channels=2, features=(4, 4, 4, 4, 4, 4))
+    assert describe(inner) == "BasicUNet"
+    assert describe(ScaledNetwork(inner, scale=2)) == "ScaledNetwork(x2, BasicUNet)"
