@@ -21,13 +21,13 @@ split (the last 6 patients as test) is recorded as the split ``seed``.
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
+from pipelines.data.npz import load_arrays
 from pipelines.data.sources import DatasetSource, resolve_source
 from pipelines.data.splits import split_cases, stratified_folds
 from pipelines.errors import InputError, OutputExistsError
@@ -52,14 +52,7 @@ def case_id(index: int) -> str:
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Load the npz and check the arrays this converter needs; raise :class:`InputError` otherwise."""
-    try:
-        with np.load(path) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(path, f"not a readable .npz archive ({exc.__class__.__name__})") from exc
-    missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
-    if missing:
-        raise InputError(path, f"missing arrays {missing}; is this scd_lvsegs.npz?")
+    arrays = load_arrays(path, REQUIRED_ARRAYS, "scd_lvsegs.npz")
     if arrays["images"].shape != arrays["segs"].shape or arrays["images"].ndim != 3:
         raise InputError(path, f"images {arrays['images'].shape} and segs {arrays['segs'].shape} do not match")
     return arrays
@@ -70,7 +63,8 @@ def volume_affine(spacing_mm: float, slice_spacing_mm: float) -> np.ndarray:
     return np.diag([spacing_mm, spacing_mm, slice_spacing_mm, 1.0])
 
 
-def _write_nifti(array: np.ndarray, affine: np.ndarray, path: Path, dtype: type, overwrite: bool) -> None:
+def write_volume(array: np.ndarray, affine: np.ndarray, path: Path, dtype: type, overwrite: bool) -> None:
+    """Write ``array`` as ``dtype`` NIfTI with ``affine`` as qform and sform (scanner-anatomical, mm), atomically."""
     image = nib.Nifti1Image(array.astype(dtype), affine)
     image.header.set_xyzt_units("mm")
     image.set_qform(affine, code=1)  # scanner-anatomical
@@ -120,8 +114,8 @@ def convert(
         label = np.moveaxis(arrays["segs"][start:end], 0, -1)
         if image.max() > np.iinfo(np.int16).max:
             raise InputError(npz_path, f"case {cid}: intensities above {np.iinfo(np.int16).max} do not fit int16")
-        _write_nifti(image, affine, output_dir / "images" / f"{cid}.nii.gz", np.int16, overwrite)
-        _write_nifti(label, affine, output_dir / "labels" / f"{cid}.nii.gz", np.uint8, overwrite)
+        write_volume(image, affine, output_dir / "images" / f"{cid}.nii.gz", np.int16, overwrite)
+        write_volume(label, affine, output_dir / "labels" / f"{cid}.nii.gz", np.uint8, overwrite)
         cases.append(
             {
                 "case_id": cid,

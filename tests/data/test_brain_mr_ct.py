@@ -1,0 +1,175 @@
+"""Tests for :mod:`pipelines.data.brain_mr_ct`: npz -> NIfTI round trip, head masks, patient-level split, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from pipelines.data import brain_mr_ct
+from pipelines.errors import InputError, OutputExistsError, PipelineError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+N_PATIENTS = 14
+N_SLICES = 306
+
+
+@pytest.fixture(scope="module")
+def source_npz() -> Path:
+    """Path of the real ``brain_mr_ct_paired.npz`` (``PIPELINES_DATA`` folders, then ``../shared/data``), or skip."""
+    folders = [Path(f) for f in os.environ.get("PIPELINES_DATA", "").split(os.pathsep) if f]
+    folders.append(REPO_ROOT.parent / "shared" / "data")
+    for folder in folders:
+        if (folder / brain_mr_ct.SOURCE.filename).is_file():
+            return folder / brain_mr_ct.SOURCE.filename
+    pytest.skip(f"{brain_mr_ct.SOURCE.filename} not found (searched {', '.join(map(str, folders))})")
+
+
+@pytest.fixture(scope="module")
+def npz(source_npz: Path) -> dict[str, np.ndarray]:
+    with np.load(source_npz) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+@pytest.fixture(scope="module")
+def converted(source_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data converted once for this module; tests must not modify it."""
+    output = tmp_path_factory.mktemp("brain_mr_ct")
+    brain_mr_ct.convert(source_npz, output)
+    return output
+
+
+@pytest.fixture(scope="module")
+def datalist(converted: Path) -> dict:
+    return json.loads((converted / "datalist.json").read_text(encoding="utf-8"))
+
+
+def test_voxels_survive_npz_to_nifti(converted, datalist, npz):
+    assert [c["case_id"] for c in datalist["cases"]] == [f"brain_{p:02d}" for p in range(1, N_PATIENTS + 1)]
+    assert sum(c["num_slices"] for c in datalist["cases"]) == N_SLICES
+    for case in datalist["cases"]:
+        indices = np.flatnonzero(npz["patient"] == case["patient"])
+        indices = indices[np.argsort(npz["slice"][indices])]  # slices stacked in slice order
+        assert case["npz_indices"] == indices.tolist()
+        for modality in brain_mr_ct.MODALITIES:
+            image = nib.load(converted / case[modality])
+            voxels = np.asanyarray(image.dataobj)
+            assert voxels.dtype == np.uint8 and voxels.shape == (256, 256, len(indices))
+            np.testing.assert_array_equal(voxels, np.moveaxis(npz[modality][indices], 0, -1), err_msg=case[modality])
+        assert case["image"] == case["t1"] and case["label"] == case["ct"]
+
+
+def test_headers_carry_the_documented_nominal_affine(converted, datalist):
+    expected = np.diag([brain_mr_ct.DEFAULT_SPACING_MM] * 2 + [brain_mr_ct.DEFAULT_SLICE_SPACING_MM, 1.0])
+    assert datalist["inplane_spacing_mm"] == 1.0 and datalist["slice_spacing_mm"] == 5.0
+    for case in datalist["cases"][:2]:
+        header = nib.load(converted / case["ct"]).header
+        np.testing.assert_allclose(header.get_sform(), expected)
+        np.testing.assert_allclose(header.get_qform(), expected)
+        assert header.get_xyzt_units()[0] == "mm"
+
+
+def test_masks_cover_the_head_and_agree_with_t1(converted, datalist):
+    """The CT mask is binary, non-trivial and overlaps a crude T1 foreground (the README's ~0.9 Dice)."""
+    dices = []
+    for case in datalist["cases"]:
+        mask = np.asanyarray(nib.load(converted / case["mask"]).dataobj)
+        t1 = np.asanyarray(nib.load(converted / case["t1"]).dataobj)
+        assert set(np.unique(mask).tolist()) <= {0, 1}
+        assert 0.1 < mask.mean() < 0.95, case["case_id"]
+        t1_foreground = t1 > brain_mr_ct.DEFAULT_MASK_THRESHOLD
+        dices.append(2 * (mask & t1_foreground).sum() / (mask.sum() + t1_foreground.sum()))
+    assert np.median(dices) > 0.85
+
+
+def test_head_mask_fills_a_ring_and_drops_specks():
+    image = np.zeros((64, 64), np.uint8)
+    yy, xx = np.mgrid[:64, :64]
+    radius = np.hypot(yy - 32, xx - 32)
+    image[(radius > 20) & (radius < 24)] = 200  # skull ring, dark inside
+    image[2:4, 2:4] = 255  # a speck, removed by the opening
+    mask = brain_mr_ct.head_mask(image)
+    assert mask[32, 32] and mask[32, 12] and not mask[2, 2] and not mask[32, 60]
+    assert not brain_mr_ct.head_mask(np.zeros((8, 8), np.uint8)).any()
+
+
+def test_split_is_by_patient_disjoint_and_complete(datalist):
+    split = datalist["splits"]["seed"]
+    train, validation, test = (set(split[k]) for k in ("train", "validation", "test"))
+    assert not train & validation and not train & test and not validation & test
+    assert train | validation | test == {c["case_id"] for c in datalist["cases"]}
+    assert (len(train), len(validation), len(test)) == (10, 2, 2)
+    region = {c["case_id"]: c["region"] for c in datalist["cases"]}
+    assert {region[c] for c in validation} == {region[c] for c in test} == {"head", "body"}
+    # unpaired training: every train patient gives either its MR or its CT, never both
+    assert not set(split["train_mr"]) & set(split["train_ct"])
+    assert set(split["train_mr"]) | set(split["train_ct"]) == train
+    assert abs(len(split["train_mr"]) - len(split["train_ct"])) <= 1
+    assert datalist["seed"] == 0
+
+
+def test_split_depends_only_on_the_seed(source_npz, datalist, tmp_path, monkeypatch):
+    """Re-splitting with the same seed gives the same subsets (images are not rewritten: they are stubbed out)."""
+    monkeypatch.setattr(brain_mr_ct, "write_volume", lambda *args, **kwargs: None)
+    monkeypatch.setattr(brain_mr_ct, "head_mask", lambda image, threshold: image > threshold)
+    again = json.loads(brain_mr_ct.convert(source_npz, tmp_path / "same").read_text(encoding="utf-8"))
+    other = json.loads(brain_mr_ct.convert(source_npz, tmp_path / "other", seed=5).read_text(encoding="utf-8"))
+    assert again["splits"] == datalist["splits"]
+    assert other["splits"] != datalist["splits"] and other["seed"] == 5
+
+
+def test_refuses_to_overwrite(source_npz, converted, tmp_path):
+    with pytest.raises(OutputExistsError, match="datalist.json"):
+        brain_mr_ct.convert(source_npz, converted)
+    # a stray image from an earlier run is not replaced either
+    stray = tmp_path / "images" / "ct" / "brain_01.nii.gz"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match="brain_01.nii.gz"):
+        brain_mr_ct.convert(source_npz, tmp_path)
+    assert stray.read_bytes() == b"precious"
+    assert not (tmp_path / "datalist.json").exists()
+
+
+def test_missing_array_is_a_one_line_error_naming_the_file(tmp_path):
+    path = tmp_path / "partial.npz"
+    images = np.zeros((3, 8, 8), np.uint8)
+    np.savez(path, ct=images, t1=images, patient=np.ones(3, np.int16), slice=np.arange(3, dtype=np.int16))
+    with pytest.raises(InputError) as excinfo:
+        brain_mr_ct.load_npz(path)
+    message = str(excinfo.value)
+    assert str(path) in message and "t2" in message and "\n" not in message
+
+
+def test_mismatched_shapes_and_unreadable_files_are_errors(tmp_path):
+    path = tmp_path / "bad.npz"
+    images = np.zeros((3, 8, 8), np.uint8)
+    np.savez(path, ct=images, t1=images, t2=images[:2], patient=np.ones(3), slice=np.arange(3))
+    with pytest.raises(InputError, match="shapes do not match"):
+        brain_mr_ct.load_npz(path)
+    text = tmp_path / "text.npz"
+    text.write_text("not an archive")
+    with pytest.raises(InputError, match="not a readable"):
+        brain_mr_ct.load_npz(text)
+
+
+def test_prepare_without_a_local_file_says_there_is_no_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINES_DATA", str(tmp_path))
+    with pytest.raises(PipelineError, match="no public download") as excinfo:
+        brain_mr_ct.prepare(tmp_path / "out")
+    assert "--source" in str(excinfo.value) and "\n" not in str(excinfo.value)
+    with pytest.raises(InputError, match="no such file"):
+        brain_mr_ct.prepare(tmp_path / "out", source=tmp_path / "elsewhere.npz")
+
+
+def test_cli_prepares_brain_mr_ct_and_names_a_missing_source(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pipelines.cli import main
+
+    code = main(["data", "brain_mr_ct", "--source", str(tmp_path / "absent.npz"), "--output", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "absent.npz" in err[0]
