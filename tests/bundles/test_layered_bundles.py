@@ -96,3 +96,12 @@ def test_segnet_shipped_weights_predict_with_the_input_geometry(sunnybrook_dir: 
     label = np.asarray(nib.load(sunnybrook_dir / "labels" / "scd_044.nii.gz").dataobj) > 0
     pred = np.asarray(seg.dataobj) > 0
     assert 2 * (pred & label).sum() / (pred.sum() + label.sum()) > 0.7  # a trained model, not noise
+
+
+def test_segnet_shipped_weights_reproduce_the_published_metrics(sunnybrook_dir: Path, tmp_path: Path) -> None:
+    meta = json.loads((api.BUNDLES_DIR / "lv_segmentation_segnet" / "configs" / "metadata.json")
+                      .read_text(encoding="utf-8"))
+    weights = api.BUNDLES_DIR / "lv_segmentation_segnet" / "models" / "model.pt"
+    metrics = api.evaluate("lv_segmentation_segnet", sunnybrook_dir, weights, tmp_path / "eval")
+    assert metrics["summary"]["n_cases"] == 6
+    assert metrics["summary"]["dice"]["mean"] == pytest.approx(meta["eval_metrics"]["mean_dice"], abs=1e-3)

@@ -387,3 +387,12 @@ def test_the_doc_lists_every_case() -> None:
     for case_id, spec in CASES.items():
         assert f"`{spec.command}`" in rows[case_id], case_id
         assert spec.problem in rows[case_id].replace("\\|", "|"), case_id
+
+
+def test_the_readme_lists_every_case() -> None:
+    """The README's "Faults and bad input handled" section names every case, and no other."""
+    readme = (DOC.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Faults and bad input handled", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"`([a-z0-9_]+)`", section)) & set(CASES) == set(CASES)
+    listed = set(re.findall(r"^- `([a-z0-9_]+)`", section, re.MULTILINE))
+    assert listed == set(CASES)
