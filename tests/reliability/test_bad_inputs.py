@@ -393,6 +393,5 @@ def test_the_readme_lists_every_case() -> None:
     """The README's "Faults and bad input handled" section names every case, and no other."""
     readme = (DOC.parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Faults and bad input handled", 1)[1].split("\n## ", 1)[0]
-    assert set(re.findall(r"`([a-z0-9_]+)`", section)) & set(CASES) == set(CASES)
-    listed = set(re.findall(r"^- `([a-z0-9_]+)`", section, re.MULTILINE))
-    assert listed == set(CASES)
+    items = "\n".join(line for line in section.splitlines() if line.startswith(("- ", "  ")))
+    assert set(re.findall(r"`([a-z0-9_]+)`", items)) == set(CASES)
