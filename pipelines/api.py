@@ -21,7 +21,7 @@ from typing import Any
 from monai.bundle import ConfigWorkflow
 
 from pipelines.data.datalist import split_name
-from pipelines.data.validate import check_split
+from pipelines.data.validate import LABEL_VALUES, check_split
 from pipelines.errors import InputError, OutputExistsError, PipelineError
 from pipelines.io.atomic import atomic_write_json, writable_dir
 from pipelines.tracking import mlflow_settings
@@ -97,6 +97,15 @@ def _workflow(bundle_dir: Path, configs: Sequence[str], track: bool = True, **ov
     )
 
 
+def _config_value(bundle_dir: Path, configs: Sequence[str], key: str, default: Any) -> Any:
+    """A plain top-level value of the layered ``configs`` (``default`` when absent), without building anything."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(config_files(bundle_dir, configs))
+    return parser.get(key, default)
+
+
 def _run(workflow: ConfigWorkflow) -> None:
     workflow.initialize()
     try:
@@ -167,7 +176,9 @@ def train(
     """
     bundle_dir = resolve_bundle(bundle)
     # fail early, naming the file: a broken datalist, a missing, unreadable or mismatched image/label pair
-    check_split(data, fold, ("train", "validation"), max_cases)
+    label_values = _config_value(bundle_dir, ["train.json"], "label_values", LABEL_VALUES)
+    subsets = _config_value(bundle_dir, ["train.json"], "training_subsets", ["train", "validation"])
+    check_split(data, fold, subsets, max_cases, label_values)
     output = Path(output)
     checkpoint = output / "models" / "checkpoint.pt"
     if resume and not checkpoint.is_file():
@@ -193,11 +204,13 @@ def train(
     _run(workflow)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     validator = workflow.parser.get_parsed_content("validate#evaluator")
+    key_metric = str(getattr(validator.state, "key_metric_name", None) or "val_mean_dice")
     summary = {
         "bundle": bundle_dir.name,
         "split": split_name(fold),
         "epochs": trainer.state.epoch,
-        "best_val_dice": float(validator.state.best_metric),
+        # segmentation bundles report best_val_dice (their key metric, val_mean_dice); others best_<key metric>
+        "best_val_dice" if key_metric == "val_mean_dice" else f"best_{key_metric}": float(validator.state.best_metric),
         "best_epoch": int(validator.state.best_metric_epoch),
         "images_per_s": float(trainer.state.metrics.get("images_per_s", float("nan"))),
         "train_time_s": float(trainer.state.metrics.get("train_time_s", float("nan"))),
@@ -228,7 +241,7 @@ def evaluate(
     bundle_dir = resolve_bundle(bundle)
     configs = ["train.json", "evaluate.json"]
     checkpoint = _checkpoint(bundle_dir, checkpoint, configs, overrides)
-    check_split(data, fold, (subset,), max_cases)
+    check_split(data, fold, (subset,), max_cases, _config_value(bundle_dir, configs, "label_values", LABEL_VALUES))
     output = writable_dir(output)
     override = {
         "dataset_dir": str(Path(data).resolve()),
@@ -372,22 +385,30 @@ def predict(
     tracking_uri: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> PredictionReport:
-    """Segment a NIfTI file, or every image / DICOM series in a folder, into ``<output>/<name>_seg.nii.gz``.
+    """Run a bundle's ``inference.json`` on a NIfTI file, or every image / DICOM series in a folder.
 
-    Outputs have the input's exact affine, shape and spacing. Inputs that are not NIfTI (DICOM, NRRD, MHA) are
-    converted with SimpleITK first. An input whose output exists already is skipped and reported unless
-    ``overwrite``; unreadable inputs are reported and the others still processed. The run is logged to MLflow
-    only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store.
+    A segmentation bundle writes ``<output>/<name>_seg.nii.gz`` (and ``_prob`` with ``probabilities``); a bundle
+    whose inference config sets ``output_postfix`` writes ``<name>_<postfix>.nii.gz`` instead (``mr_to_ct_cyclegan``:
+    ``_sct``, a synthetic CT). Outputs have the input's exact affine, shape and spacing. Inputs that are not NIfTI
+    (DICOM, NRRD, MHA) are converted with SimpleITK first. An input whose output exists already is skipped and
+    reported unless ``overwrite``; unreadable inputs are reported and the others still processed. The run is
+    logged to MLflow only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store.
     """
     bundle_dir = resolve_bundle(bundle)
     configs = ["train.json", "inference.json"]
     ckpt = _checkpoint(bundle_dir, checkpoint, configs, overrides)
     output = Path(output)
+    postfix = _config_value(bundle_dir, configs, "output_postfix", None)
+    if postfix is not None and probabilities:
+        raise PipelineError(f"{bundle_dir.name} writes no probability maps (it is not a segmentation bundle)")
+    postfixes = [postfix] if postfix is not None else ["seg", "prob"][: 1 + probabilities]
 
     def outputs_of(name: str, nifti: Path) -> list[Path]:
-        return [output / f"{name}_{postfix}.nii.gz" for postfix in ("seg", "prob")[: 1 + probabilities]]
+        return [output / f"{name}_{fix}.nii.gz" for fix in postfixes]
 
-    override = {"ckpt_path": str(ckpt.resolve()), "save_probabilities": probabilities, **(overrides or {})}
+    override = {"ckpt_path": str(ckpt.resolve()), **(overrides or {})}
+    if postfix is None:
+        override["save_probabilities"] = probabilities
     return _run_on_images(bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override)
 
 

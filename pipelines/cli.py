@@ -3,7 +3,7 @@
     pipelines data sunnybrook|brain_mr_ct [--source PATH] --output DIR
     pipelines train BUNDLE --data DIR --output DIR [--epochs N] [--fold K|seed] [--resume] [--tracking-uri URI]
     pipelines evaluate BUNDLE --data DIR --checkpoint FILE --output DIR
-    pipelines predict BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite]
+    pipelines predict BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite]   (e.g. mr_to_ct_cyclegan)
     pipelines explain BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite] [--patch-size N]
         [--stride N] [--occlusion mean|blur|zero] [--batch-size N] [--bbox RMIN RMAX CMIN CMAX]
         [--score dice|mean_probability]
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     images.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else untracked)")
 
-    help_predict = "segment NIfTI / DICOM / NRRD / MHA images into NIfTI label maps"
+    help_predict = "run a bundle on NIfTI / DICOM / NRRD / MHA images: label maps (segmentation) or synthetic CT"
     predict = sub.add_parser("predict", parents=[images], help=help_predict)
     predict.add_argument("--probabilities", action="store_true", help="also write the myocardium probability map")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 
-__all__ = ["default_tracking_uri", "mlflow_settings", "RUN_FILE"]
+__all__ = ["default_tracking_uri", "iteration_loss", "mlflow_settings", "RUN_FILE"]
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 HANDLER = "pipelines.handlers.MLFlowRunHandler"
@@ -38,6 +38,13 @@ def default_tracking_uri(output_dir: str | Path) -> str:
     if env:
         return env
     return "sqlite:///" + (Path(output_dir) / "mlruns.db").resolve().as_posix()
+
+
+def iteration_loss(output: Any) -> float:
+    """The ``loss`` of a trainer's iteration output: a dict (our Ignite steps: CycleGAN, pix2pix) or MONAI's
+    decollated list of dicts (``SupervisedTrainer``), where every item holds the batch's loss."""
+    item = output[0] if isinstance(output, (list, tuple)) else output
+    return float(item["loss"])
 
 
 def mlflow_settings(config_ids: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
@@ -56,6 +63,7 @@ def mlflow_settings(config_ids: set[str] | frozenset[str] = frozenset()) -> dict
     run_file = f"$@output_dir + '/{RUN_FILE}'"
     configs["trainer"].update(run_file=run_file, resume="@resume" if "resume" in config_ids else False)
     configs["trainer"]["tag_name"] = "train_loss_iteration"
+    configs["trainer"]["output_transform"] = {"_target_": "pipelines.tracking.iteration_loss", "_mode_": "callable"}
     configs["validator"].update(run_file=run_file, join=True)
     for engine in ("trainer", "evaluator"):
         if "tracked_params" in config_ids:

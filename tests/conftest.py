@@ -43,3 +43,27 @@ def sunnybrook_dir(scd_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     output = tmp_path_factory.mktemp("sunnybrook")
     sunnybrook.convert(scd_npz, output)
     return output
+
+
+BRAIN_FILENAME = "brain_mr_ct_paired.npz"
+
+
+@pytest.fixture(scope="session")
+def brain_npz() -> Path:
+    """Path of the real ``brain_mr_ct_paired.npz`` (paired CT / T1 / T2 slices), or skip."""
+    for folder in _data_folders():
+        candidate = folder / BRAIN_FILENAME
+        if candidate.is_file():
+            return candidate
+    searched = ", ".join(str(f) for f in _data_folders())
+    pytest.skip(f"{BRAIN_FILENAME} not found (searched {searched}); set PIPELINES_DATA to a folder holding it")
+
+
+@pytest.fixture(scope="session")
+def brain_mr_ct_dir(brain_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The paired MR / CT data converted once per session (``pipelines.data.brain_mr_ct.convert``); read only."""
+    from pipelines.data import brain_mr_ct
+
+    output = tmp_path_factory.mktemp("brain_mr_ct")
+    brain_mr_ct.convert(brain_npz, output)
+    return output

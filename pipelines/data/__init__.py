@@ -2,5 +2,6 @@
 
 from pipelines.data.datalist import load_datalist, split_items, slice_items
 from pipelines.data.sources import DatasetSource, resolve_source, sha256sum
+from pipelines.data.unpaired import UnpairedDataset
 
-__all__ = ["DatasetSource", "resolve_source", "sha256sum", "load_datalist", "split_items", "slice_items"]
+__all__ = ["DatasetSource", "resolve_source", "sha256sum", "load_datalist", "split_items", "slice_items", "UnpairedDataset"]

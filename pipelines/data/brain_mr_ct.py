@@ -6,7 +6,7 @@ redistributed, so it is only ever looked for locally (``--source`` or ``PIPELINE
 
 Content. 14 patients, 306 axial slices, ``ct``, ``t1`` and ``t2`` at the same levels (approximately aligned), 8-bit
 windowed display values (not Hounsfield units) at 256x256. By inspection of the verified file, patients 1-9 are heads
-and 10-14 abdomen / pelvis (:data:`REGIONS`); the split is stratified by that region.
+and 10-14 abdomen / pelvis (:data:`REGIONS`); the default split holds the heads only.
 
 Geometry. Neither the in-plane pixel spacing nor the slice spacing is recorded. Each volume has array axes
 (row, column, slice), slices stacked in increasing ``slice`` number, and the nominal affine ``diag(s, s, dz, 1)``:
@@ -20,10 +20,13 @@ the convex hull of what is left. The hull closes the skull base, where the brain
 the ear region to 0 and fragments the outline so that hole filling alone leaves gaps; it over-covers concave outlines
 (between the thighs), which only adds background pixels.
 
-Split (by patient, seeded, stratified by region): ``n_test`` test and ``n_val`` validation patients (paired, for
-evaluation only), the rest train. The train patients are dealt (stratified) into two disjoint halves, ``train_mr`` and
-``train_ct``: an unpaired model sees the MR of one half and the CT of the other, so no anatomy it is shown exists in both
-domains. This halves the data per domain but makes "unpaired" literal rather than "paired, shuffled".
+Splits (by patient, seeded): ``seed``, the default of every command, holds the 9 **head** patients only (the file
+is named and used as brain data; the 5 body patients are too few and too varied to learn from alongside, and one of
+them has a CT reconstruction field that no MR predicts); ``all`` holds the 14, stratified by region. Each has
+``n_test`` test and ``n_val`` validation patients (paired, for evaluation and checkpoint selection only), the rest
+train. The train patients are dealt into two disjoint halves, ``train_mr`` and ``train_ct``: an unpaired model sees
+the MR of one half and the CT of the other, so no anatomy it is shown exists in both domains. This halves the data
+per domain but makes "unpaired" literal rather than "paired, shuffled".
 """
 
 from __future__ import annotations
@@ -141,13 +144,20 @@ def _unpaired_halves(train: list[str], regions: dict[str, int], seed: int) -> tu
     return mr, sorted(set(train) - set(mr))
 
 
+def _split(regions: dict[str, int], n_test: int, n_val: int, seed: int) -> dict[str, list[str]]:
+    """Test, validation and train patients (stratified by region), and the train patients' MR / CT halves."""
+    split = split_cases(sorted(regions), stratified_subset(regions, n_test, seed=seed), regions, n_val, seed + 1)
+    split["train_mr"], split["train_ct"] = _unpaired_halves(split["train"], regions, seed + 2)
+    return split
+
+
 def convert(
     source: str | Path,
     output_dir: str | Path,
     overwrite: bool = False,
     spacing_mm: float = DEFAULT_SPACING_MM,
     slice_spacing_mm: float = DEFAULT_SLICE_SPACING_MM,
-    n_val: int = 2,
+    n_val: int = 1,
     n_test: int = 2,
     seed: int = 0,
     mask_threshold: int = DEFAULT_MASK_THRESHOLD,
@@ -160,8 +170,8 @@ def convert(
         overwrite: replace existing outputs.
         spacing_mm: nominal in-plane pixel spacing written into the headers (not recorded in the data).
         slice_spacing_mm: nominal slice spacing written into the headers (not recorded in the data).
-        n_val: validation patients (stratified by region).
-        n_test: test patients (stratified by region).
+        n_val: validation patients of each split.
+        n_test: test patients of each split (stratified by region in ``all``).
         seed: seed of the test, validation and MR / CT half assignments.
         mask_threshold: CT value above which a pixel is foreground for the head mask.
 
@@ -197,9 +207,8 @@ def convert(
         cases.append(case)
         logger.debug("%s: %d slices, head mask %.1f%% of pixels", cid, len(indices), 100 * mask.mean())
     regions = {c["case_id"]: REGION_CODES[c["region"]] for c in cases}
-    case_ids = [c["case_id"] for c in cases]
-    split = split_cases(case_ids, stratified_subset(regions, n_test, seed=seed), regions, n_val, seed + 1)
-    split["train_mr"], split["train_ct"] = _unpaired_halves(split["train"], regions, seed + 2)
+    heads = {cid: code for cid, code in regions.items() if code == REGION_CODES["head"]}
+    splits = {"seed": _split(heads, n_test, n_val, seed), "all": _split(regions, n_test, n_val, seed)}
     datalist = {
         "name": "brain_mr_ct_paired",
         "description": "Paired CT / T1 / T2 axial slices of 14 patients, one volume per patient and modality "
@@ -215,7 +224,7 @@ def convert(
                  "threshold": mask_threshold},
         "seed": seed,
         "cases": cases,
-        "splits": {"seed": split},
+        "splits": splits,
     }
     atomic_write_json(datalist_path, datalist, overwrite=overwrite)
     logger.info("wrote %d patients (%d slices) and %s", len(cases), len(arrays["patient"]), datalist_path)

@@ -50,6 +50,7 @@ def split_items(
     subset: str = "train",
     max_cases: int | None = None,
     check_files: bool = True,
+    path_fields: Sequence[str] = ("image", "label"),
 ) -> list[dict[str, Any]]:
     """Return the cases of one subset of one split as dataset items with absolute paths.
 
@@ -59,9 +60,12 @@ def split_items(
         subset: ``train``, ``validation`` or ``test``.
         max_cases: keep only the first ``max_cases`` cases (smoke tests); ``None`` keeps all.
         check_files: raise :class:`InputError` for an item whose image or label file is missing.
+        path_fields: the fields holding file paths relative to the datalist (made absolute and checked), e.g.
+            ``["image", "label", "mask"]``.
 
     Returns:
-        One dict per case: ``image``, ``label`` (if labelled), ``case_id``, ``category``, ``num_slices``.
+        One dict per case: ``image``, ``label`` (if labelled), ``case_id``, ``category``, ``num_slices`` and the
+        case's other plain fields.
     """
     datalist = load_datalist(datalist_file)
     source = Path(datalist["_root"]) / "datalist.json"
@@ -80,7 +84,7 @@ def split_items(
         if cid not in by_id:
             raise InputError(source, f"split {key!r} names unknown case {cid!r}")
         case = dict(by_id[cid])
-        for field in ("image", "label"):
+        for field in path_fields:
             if field in case:
                 case[field] = str(Path(datalist["_root"]) / case[field])
                 if check_files and not Path(case[field]).is_file():

@@ -30,13 +30,13 @@ AFFINE_TOLERANCE_MM = 1e-3  # NIfTI stores affines as float32: about 1e-5 mm of 
 LABEL_VALUES = (0, 1)  # background, myocardium
 
 
-def check_pair(image: str | Path, label: str | Path, label_values: Sequence[int] = LABEL_VALUES) -> None:
+def check_pair(image: str | Path, label: str | Path, label_values: Sequence[int] | None = LABEL_VALUES) -> None:
     """Raise :class:`InputError` unless ``label`` is a valid label map for the valid image ``image``.
 
     Args:
         image: the image file.
         label: its label map.
-        label_values: the values a label voxel may take.
+        label_values: the values a label voxel may take; None for a target image (any value).
 
     Raises:
         InputError: naming ``image`` when it fails :func:`validate_nifti`, else naming ``label`` when it is
@@ -51,6 +51,8 @@ def check_pair(image: str | Path, label: str | Path, label_values: Sequence[int]
     difference = float(np.abs(np.asarray(label_header.affine) - np.asarray(image_header.affine)).max())
     if not difference <= AFFINE_TOLERANCE_MM:  # also catches NaN
         raise InputError(label, f"label affine differs from its image's ({image}) by up to {difference:.4g} mm")
+    if label_values is None:
+        return
     values = np.unique(voxels)
     outside = values[~np.isin(values, label_values)]
     if outside.size:
@@ -59,12 +61,12 @@ def check_pair(image: str | Path, label: str | Path, label_values: Sequence[int]
         raise InputError(label, f"label values {{{shown}}} outside {{{allowed}}}")
 
 
-def check_items(items: Iterable[Mapping[str, Any]]) -> int:
+def check_items(items: Iterable[Mapping[str, Any]], label_values: Sequence[int] | None = LABEL_VALUES) -> int:
     """Check the ``image`` (and ``label``, when present) of every dataset item; return the number checked."""
     count = 0
     for item in items:
         if "label" in item:
-            check_pair(item["image"], item["label"])
+            check_pair(item["image"], item["label"], label_values)
         else:
             validate_nifti(item["image"])
         count += 1
@@ -72,7 +74,11 @@ def check_items(items: Iterable[Mapping[str, Any]]) -> int:
 
 
 def check_split(
-    datalist: str | Path, split: str | int, subsets: Sequence[str], max_cases: int | None = None
+    datalist: str | Path,
+    split: str | int,
+    subsets: Sequence[str],
+    max_cases: int | None = None,
+    label_values: Sequence[int] | None = LABEL_VALUES,
 ) -> list[dict[str, Any]]:
     """Check the pairs of the ``subsets`` of ``split`` that a run will read (the first ``max_cases`` of each).
 
@@ -81,6 +87,7 @@ def check_split(
         split: ``seed`` or a fold.
         subsets: e.g. ``("train", "validation")`` for training, ``("test",)`` for evaluation.
         max_cases: as given to the run.
+        label_values: allowed label values (see :func:`check_pair`); None when the label is a target image.
 
     Returns:
         The checked items.
@@ -89,7 +96,7 @@ def check_split(
         InputError: the datalist is missing or broken, lists a missing file, or a pair fails :func:`check_pair`.
     """
     items = [item for subset in subsets for item in split_items(datalist, split, subset, max_cases)]
-    count = check_items(items)
+    count = check_items(items, label_values)
     logger.info("checked %d cases of split %s (%s)", count, split_name(split), ", ".join(subsets))
     return items
 

@@ -21,11 +21,12 @@ Schedule: :func:`linear_decay` keeps the learning rate for ``n_epochs`` epochs, 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+from ignite.metrics import Average, Metric
 from monai.losses import PatchAdversarialLoss
 from monai.utils import StrEnum
 from torch import nn
@@ -33,7 +34,10 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from pipelines.engines.image_pool import ImagePool
 
-__all__ = ["CycleGANKeys", "CycleGANStep", "LinearDecay", "linear_decay", "create_cyclegan_trainer", "checkpoint_objects"]
+__all__ = [
+    "CycleGANKeys", "CycleGANStep", "LinearDecay", "linear_decay", "create_step_trainer", "create_cyclegan_trainer",
+    "checkpoint_objects", "loss_averages",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +46,11 @@ class CycleGANKeys(StrEnum):
     """Keys of the dict one :class:`CycleGANStep` returns (``engine.state.output``).
 
     Losses are Python floats; the weighted terms add up: ``LOSS_G = LOSS_ADV + LOSS_CYCLE + LOSS_IDENTITY``.
+    ``LOSS`` repeats ``LOSS_G`` under the name MONAI's handlers read (``from_engine(["loss"])``).
     Images are detached tensors, for sample grids.
     """
 
+    LOSS = "loss"
     LOSS_G = "loss_G"
     LOSS_ADV = "loss_G_adv"
     LOSS_CYCLE = "loss_cycle"
@@ -163,6 +169,7 @@ class CycleGANStep:
         self.optimizer_d.step()
 
         return {
+            CycleGANKeys.LOSS: loss_g.item(),
             CycleGANKeys.LOSS_G: loss_g.item(),
             CycleGANKeys.LOSS_ADV: loss_adv.item(),
             CycleGANKeys.LOSS_CYCLE: loss_cycle.item(),
@@ -203,17 +210,45 @@ def linear_decay(optimizer: torch.optim.Optimizer, n_epochs: int, n_epochs_decay
     return LambdaLR(optimizer, LinearDecay(n_epochs, n_epochs_decay))
 
 
-def create_cyclegan_trainer(step: CycleGANStep, schedulers: Iterable[LambdaLR] = ()) -> Engine:
-    """An Ignite ``Engine`` running ``step`` on each batch and stepping ``schedulers`` after each epoch.
+def create_step_trainer(
+    step: Callable[[Engine, Any], Any],
+    schedulers: Iterable[LambdaLR] = (),
+    handlers: Iterable[Any] = (),
+    metrics: Mapping[str, Metric] | None = None,
+    max_epochs: int | None = None,
+) -> Engine:
+    """An Ignite ``Engine`` running ``step`` on each batch, stepping ``schedulers`` after each epoch.
 
-    Args:
-        step: the iteration.
-        schedulers: epoch-wise learning-rate schedulers (e.g. :func:`linear_decay` of both optimisers).
+    ``metrics`` (e.g. ``ignite.metrics.Average`` of each loss, epoch-wise) are attached first, then ``handlers``
+    (objects with ``attach(engine)``, as MONAI's ``train_handlers``), in order. ``max_epochs`` is kept for
+    ``engine.run(loader)`` calls that name none (a bundle's ``run`` section).
     """
     engine = Engine(step)
     for scheduler in schedulers:
         engine.add_event_handler(Events.EPOCH_COMPLETED, lambda _, s=scheduler: s.step())
+    for name, metric in (metrics or {}).items():
+        metric.attach(engine, name)
+    for handler in handlers:
+        handler.attach(engine)
+    if max_epochs is not None:
+        engine.state.max_epochs = int(max_epochs)
     return engine
+
+
+def create_cyclegan_trainer(
+    step: CycleGANStep,
+    schedulers: Iterable[LambdaLR] = (),
+    handlers: Iterable[Any] = (),
+    metrics: Mapping[str, Metric] | None = None,
+    max_epochs: int | None = None,
+) -> Engine:
+    """:func:`create_step_trainer` for a :class:`CycleGANStep` (e.g. with :func:`linear_decay` of both optimisers)."""
+    return create_step_trainer(step, schedulers, handlers, metrics, max_epochs)
+
+
+def loss_averages(names: Iterable[str]) -> dict[str, Metric]:
+    """``{name: Average of output[name]}``: epoch means of a step's losses, for ``metrics`` of a trainer."""
+    return {str(name): Average(output_transform=lambda out, n=str(name): out[n]) for name in names}
 
 
 def checkpoint_objects(

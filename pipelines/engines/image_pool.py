@@ -42,6 +42,9 @@ class ImagePool:
         """
         if self.size == 0:
             return images
+        # stored as plain tensors: a MONAI MetaTensor's metadata would make the pool's state unloadable with
+        # torch.load(weights_only=True)
+        images = images.as_tensor() if hasattr(images, "as_tensor") else images
         out = []
         for image in images.detach():
             if len(self.images) < self.size:

@@ -5,9 +5,10 @@ from pipelines.handlers.case_metrics import CaseMetrics
 from pipelines.handlers.checkpoint import AtomicCheckpoint, BestMetricState, RNGState, TransformRNGState
 from pipelines.handlers.figures import OverlayGrid, TrainingCurves
 from pipelines.handlers.mlflow_run import MLFlowRunHandler
+from pipelines.handlers.synthesis import SynthesisGrid, SynthesisMetric, SynthesisReport
 from pipelines.handlers.throughput import Throughput
 
 __all__ = [
-    "AtomicCheckpoint", "BestMetricState", "CaseMetrics", "MLFlowRunHandler", "OverlayGrid", "RNGState", "Throughput",
-    "TrainingCurves", "TransformRNGState",
+    "AtomicCheckpoint", "BestMetricState", "CaseMetrics", "MLFlowRunHandler", "OverlayGrid", "RNGState", "SynthesisGrid",
+    "SynthesisMetric", "SynthesisReport", "Throughput", "TrainingCurves", "TransformRNGState",
 ]

@@ -18,7 +18,7 @@ from ignite.engine import Engine, Events
 from monai.data.utils import affine_to_spacing
 
 from pipelines.evaluation.metrics import CaseScores, case_scores, summarise
-from pipelines.io.atomic import atomic_write_json, atomic_write_text
+from pipelines.io.atomic import atomic_write_json, atomic_write_text, json_safe
 
 logger = logging.getLogger(__name__)
 
@@ -106,16 +106,5 @@ class CaseMetrics:
         atomic_write_text(self.output_dir / "per_case.csv", buffer.getvalue())
         atomic_write_json(
             self.output_dir / "metrics.json",
-            _json_safe({"summary": summary, "cases": [s.as_row() for s in self.scores]}),
+            json_safe({"summary": summary, "cases": [s.as_row() for s in self.scores]}),
         )
-
-
-def _json_safe(value: object) -> object:
-    """Replace NaN / Inf (undefined HD95) by ``null``, which strict JSON parsers accept."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value

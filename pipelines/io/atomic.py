@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ import torch
 
 from pipelines.errors import OutputExistsError, PipelineError
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "writable_dir"]
+__all__ = [
+    "atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "json_safe", "writable_dir",
+]
 
 
 def writable_dir(path: str | Path) -> Path:
@@ -89,6 +92,18 @@ def atomic_write_text(path: str | Path, text: str, overwrite: bool = True) -> Pa
     with atomic_path(path, overwrite=overwrite) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN / infinite float (an undefined HD95, the PSNR of identical images) replaced by
+    ``None``, which strict JSON parsers accept as ``null``; dicts, lists and tuples are walked."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def atomic_write_json(path: str | Path, obj: Any, overwrite: bool = True) -> Path:

@@ -1,4 +1,5 @@
-"""Static figures (PNG): learning curves, overlay grids of labels and predictions, occlusion sensitivity overlays."""
+"""Static figures (PNG): learning curves, overlay grids of labels and predictions, occlusion sensitivity overlays,
+MR -> CT synthesis grids."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pipelines.visualize.figures import (
     overlay_grid,
     plot_curves,
     save_figure,
+    synthesis_figure,
+    synthesis_grid,
 )
 
 __all__ = [
@@ -21,6 +24,8 @@ __all__ = [
     "lower_is_better",
     "occlusion_figure",
     "overlay_figure",
+    "synthesis_figure",
+    "synthesis_grid",
     "overlay_grid",
     "plot_curves",
     "save_figure",

@@ -30,6 +30,8 @@ __all__ = [
     "lower_is_better",
     "occlusion_figure",
     "overlay_figure",
+    "synthesis_figure",
+    "synthesis_grid",
     "overlay_grid",
     "plot_curves",
     "save_figure",
@@ -300,3 +302,61 @@ def occlusion_figure(
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------- synthesis
+
+
+def synthesis_figure(
+    rows: Sequence[Mapping[str, object]],
+    image_range: Sequence[float] = (-1.0, 1.0),
+    data_range: float = 255.0,
+    title: str = "",
+) -> Figure:
+    """Build the grid described in :func:`synthesis_grid` without writing it."""
+    count = max(len(rows), 1)
+    fig = Figure(figsize=(2.6 * 4, 2.7 * count), layout="constrained")
+    axes = fig.subplots(count, 4, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    for row, item in enumerate(rows):
+        pred = np.asarray(item["pred"], float)
+        label = np.asarray(item["label"], float)
+        error = np.abs(pred - label)
+        mask = item.get("mask")
+        axes[row, 0].imshow(np.asarray(item["image"], float), cmap="gray", vmin=image_range[0], vmax=image_range[1])
+        axes[row, 0].set_title(f"{item.get('name') or f'item {row}'}: MR", fontsize=9)
+        axes[row, 1].imshow(pred, cmap="gray", vmin=0, vmax=data_range)
+        axes[row, 1].set_title("synthetic CT", fontsize=9)
+        axes[row, 2].imshow(label, cmap="gray", vmin=0, vmax=data_range)
+        axes[row, 2].set_title("real CT", fontsize=9)
+        shown = axes[row, 3].imshow(error, cmap="magma", vmin=0, vmax=data_range / 2)
+        if mask is not None and np.any(mask):
+            _contour(axes[row, 3], np.asarray(mask, bool), "cyan")
+            axes[row, 3].set_title(f"|error|, MAE in mask {error[np.asarray(mask, bool)].mean():.1f}", fontsize=9)
+        else:
+            axes[row, 3].set_title("|error|", fontsize=9)
+        fig.colorbar(shown, ax=axes[row, 3], fraction=0.046, pad=0.02)
+    return fig
+
+
+def synthesis_grid(
+    rows: Sequence[Mapping[str, object]],
+    path: str | Path,
+    image_range: Sequence[float] = (-1.0, 1.0),
+    data_range: float = 255.0,
+    title: str = "",
+) -> Path:
+    """Write one row per case: input MR | synthetic CT | real CT | absolute error (with the mask's contour).
+
+    Args:
+        rows: dicts with ``image`` (the MR slice, network scale), ``pred`` and ``label`` (0..``data_range``),
+            optionally ``mask`` (bool) and ``name``.
+        path: the PNG file, written atomically.
+        image_range: display range of the MR slice.
+        data_range: display range of the CT slices; the error map spans half of it.
+        title: figure title (e.g. the epoch).
+    """
+    return save_figure(synthesis_figure(rows, image_range, data_range, title), path)

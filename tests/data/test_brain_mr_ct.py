@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -13,20 +12,14 @@ import pytest
 from pipelines.data import brain_mr_ct
 from pipelines.errors import InputError, OutputExistsError, PipelineError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 N_PATIENTS = 14
 N_SLICES = 306
 
 
 @pytest.fixture(scope="module")
-def source_npz() -> Path:
-    """Path of the real ``brain_mr_ct_paired.npz`` (``PIPELINES_DATA`` folders, then ``../shared/data``), or skip."""
-    folders = [Path(f) for f in os.environ.get("PIPELINES_DATA", "").split(os.pathsep) if f]
-    folders.append(REPO_ROOT.parent / "shared" / "data")
-    for folder in folders:
-        if (folder / brain_mr_ct.SOURCE.filename).is_file():
-            return folder / brain_mr_ct.SOURCE.filename
-    pytest.skip(f"{brain_mr_ct.SOURCE.filename} not found (searched {', '.join(map(str, folders))})")
+def source_npz(brain_npz: Path) -> Path:
+    """The real ``brain_mr_ct_paired.npz`` (see ``tests/conftest.py``), or skip."""
+    return brain_npz
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +29,9 @@ def npz(source_npz: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def converted(source_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The data converted once for this module; tests must not modify it."""
-    output = tmp_path_factory.mktemp("brain_mr_ct")
-    brain_mr_ct.convert(source_npz, output)
-    return output
+def converted(brain_mr_ct_dir: Path) -> Path:
+    """The data converted once per session; tests must not modify it."""
+    return brain_mr_ct_dir
 
 
 @pytest.fixture(scope="module")
@@ -97,14 +88,16 @@ def test_head_mask_fills_a_ring_and_drops_specks():
     assert not brain_mr_ct.head_mask(np.zeros((8, 8), np.uint8)).any()
 
 
-def test_split_is_by_patient_disjoint_and_complete(datalist):
-    split = datalist["splits"]["seed"]
+@pytest.mark.parametrize("name", ["seed", "all"])
+def test_splits_are_by_patient_disjoint_and_complete(datalist, name):
+    split = datalist["splits"][name]
+    region = {c["case_id"]: c["region"] for c in datalist["cases"]}
+    covered = {c for c in region if name == "all" or region[c] == "head"}  # seed: the 9 heads only
     train, validation, test = (set(split[k]) for k in ("train", "validation", "test"))
     assert not train & validation and not train & test and not validation & test
-    assert train | validation | test == {c["case_id"] for c in datalist["cases"]}
-    assert (len(train), len(validation), len(test)) == (10, 2, 2)
-    region = {c["case_id"]: c["region"] for c in datalist["cases"]}
-    assert {region[c] for c in validation} == {region[c] for c in test} == {"head", "body"}
+    assert train | validation | test == covered
+    assert (len(validation), len(test)) == (1, 2)
+    assert {region[c] for c in test} == ({"head", "body"} if name == "all" else {"head"})
     # unpaired training: every train patient gives either its MR or its CT, never both
     assert not set(split["train_mr"]) & set(split["train_ct"])
     assert set(split["train_mr"]) | set(split["train_ct"]) == train

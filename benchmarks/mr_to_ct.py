@@ -1,0 +1,162 @@
+"""MR -> CT synthesis on the held-out patients: the identity baseline, the paired (pix2pix-like) model and CycleGAN.
+
+    python benchmarks/mr_to_ct.py --data work_data/brain_mr_ct --output runs/mrct_bench              # full (hours)
+    python benchmarks/mr_to_ct.py --data work_data/brain_mr_ct --output runs/mrct_quick --quick      # minutes
+
+Rows:
+
+- ``identity``: the T1 MR's 8-bit display values taken as the CT (no model), the floor any model must beat;
+- ``paired``: ``mr_to_ct_paired`` trained on the paired slices of the training patients (the upper bound);
+- ``cyclegan``: ``mr_to_ct_cyclegan`` trained on the MR of half of the training patients and the CT of the other
+  half (unpaired in fact).
+
+Each model is trained with ``pipelines train`` into ``<output>/<bundle>/`` (a folder holding ``train_summary.json``
+is reused, so a finished run is only re-read), its best validation checkpoint (lowest MAE on the validation
+patients) is scored on the test patients with ``pipelines evaluate`` (MAE, PSNR, SSIM inside the head / body
+mask, on the 0..255 display scale, see :mod:`pipelines.evaluation.synthesis`), and the test MR volumes are
+translated once more with ``pipelines predict`` to time inference per patient. ``<output>`` gets ``results.json``
+and the Markdown table ``results.md``.
+
+``--quick`` trains tiny networks (features 4, one residual block) for 2 epochs on one patient per subset: it checks
+the whole chain in a few minutes and is deterministic; its figures mean nothing about the method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from pipelines import api
+from pipelines.data.datalist import split_items
+from pipelines.evaluation.synthesis import synthesis_metrics
+from pipelines.io.atomic import atomic_write_json, atomic_write_text, json_safe
+
+logger = logging.getLogger("benchmarks.mr_to_ct")
+
+MODELS = {"paired": "mr_to_ct_paired", "cyclegan": "mr_to_ct_cyclegan"}
+ROWS = ("identity", *MODELS)
+QUICK = {"overrides": {"features": 4, "n_blocks": 1, "disc_channels": 8, "batch_size": 4}, "epochs": 2, "max_cases": 1}
+METRICS = ("mae", "psnr", "ssim")
+
+
+def test_items(data: Path, max_cases: int | None) -> list[dict[str, Any]]:
+    return split_items(data / "datalist.json", "seed", "test", max_cases, path_fields=("image", "label", "mask"))
+
+
+def identity_row(data: Path, max_cases: int | None) -> dict[str, Any]:
+    """The T1 display values scored as a synthetic CT."""
+    cases = []
+    for item in test_items(data, max_cases):
+        mr, ct, mask = (np.asarray(nib.load(item[k]).dataobj, dtype=np.float32) for k in ("image", "label", "mask"))
+        scores = synthesis_metrics(torch.from_numpy(mr), torch.from_numpy(ct), torch.from_numpy(mask))
+        cases.append({"case_id": item["case_id"], "region": item["region"], **scores})
+    return {"row": "identity", "bundle": None, "cases": cases}
+
+
+def time_inference(bundle: str, data: Path, checkpoint: Path, max_cases: int | None, output: Path,
+                   overrides: dict[str, Any]) -> float:
+    """Seconds per patient for ``pipelines predict`` (load, translate every slice, write the NIfTI)."""
+    items = test_items(data, max_cases)
+    with tempfile.TemporaryDirectory() as tmp:
+        for item in items:
+            os.symlink(item["image"], Path(tmp) / Path(item["image"]).name)
+        start = time.perf_counter()
+        report = api.predict(bundle, tmp, output, checkpoint=checkpoint, overwrite=True, overrides=overrides)
+        elapsed = time.perf_counter() - start
+    if not report.ok:
+        raise RuntimeError(f"prediction failed for {sorted(report.failed)}")
+    return elapsed / len(items)
+
+
+def model_row(name: str, data: Path, output: Path, epochs: int | None, max_cases: int | None,
+              overrides: dict[str, Any]) -> dict[str, Any]:
+    """Train (or reuse) one bundle, evaluate its best checkpoint on the test patients, time its inference."""
+    bundle = MODELS[name]
+    run = output / bundle
+    summary_file = run / "train_summary.json"
+    if summary_file.is_file():
+        logger.warning("reusing the finished run %s", run)
+    else:
+        api.train(bundle, data, run, epochs=epochs, max_cases=max_cases, overrides=overrides)
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    checkpoint = run / "models" / "model.pt"
+    metrics = api.evaluate(bundle, data, checkpoint, run / "evaluation", max_cases=max_cases, overrides=overrides)
+    seconds = time_inference(bundle, data, checkpoint, max_cases, run / "predictions", overrides)
+    parameters = sum(t.numel() for k, t in torch.load(checkpoint, map_location="cpu", weights_only=True).items())
+    return {
+        "row": name, "bundle": bundle, "cases": metrics["cases"], "epochs": summary["epochs"],
+        "best_epoch": summary["best_epoch"], "best_val_mae": summary["best_val_mae"],
+        "train_time_s": summary["train_time_s"], "generator_parameters": parameters, "inference_s_per_patient": seconds,
+    }
+
+
+def summarise(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if k != "cases"}
+    for metric in METRICS:
+        values = np.array([case[metric] for case in row["cases"]], float)
+        out[metric] = {"mean": float(values.mean()), "std": float(values.std())}
+        out[f"{metric}_by_case"] = {case["case_id"]: case[metric] for case in row["cases"]}
+    return out
+
+
+def markdown(summaries: list[dict[str, Any]], hardware: str, quick: bool) -> str:
+    cases = list(summaries[0]["mae_by_case"])
+    head = ["row", "MAE", "PSNR (dB)", "SSIM", *[f"MAE {c}" for c in cases], *[f"SSIM {c}" for c in cases],
+            "training (s)", "epochs (best)", "inference (s/patient)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summaries:
+        cells = [s["row"], *(f"{s[m]['mean']:.{1 if m != 'ssim' else 3}f} ± {s[m]['std']:.{1 if m != 'ssim' else 3}f}"
+                             for m in METRICS)]
+        cells += [f"{s['mae_by_case'][c]:.1f}" for c in cases] + [f"{s['ssim_by_case'][c]:.3f}" for c in cases]
+        if s["bundle"]:
+            cells += [f"{s['train_time_s']:.0f}", f"{s['epochs']} ({s['best_epoch']})", f"{s['inference_s_per_patient']:.2f}"]
+        else:
+            cells += ["-", "-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = "QUICK MODE: tiny networks, 2 epochs, 1 patient per subset; not a measurement of the method.\n\n" if quick else ""
+    return (f"{note}Test patients of the seed split; MAE / PSNR / SSIM inside the head (body) mask on the 0..255 "
+            f"display scale, mean ± std over patients.\n\n" + "\n".join(lines) + f"\n\nHardware: {hardware}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="prepared brain_mr_ct folder (pipelines data brain_mr_ct)")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows (default: {','.join(ROWS)})")
+    parser.add_argument("--epochs", type=int, help="override the bundles' schedules")
+    parser.add_argument("--quick", action="store_true", help="tiny networks, 2 epochs, 1 patient per subset")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; available: {', '.join(ROWS)}")
+    torch.manual_seed(0)
+    overrides, epochs, max_cases = (QUICK["overrides"], QUICK["epochs"], QUICK["max_cases"]) if args.quick else (
+        {}, args.epochs, None)
+    summaries = []
+    for name in rows:
+        row = identity_row(args.data, max_cases) if name == "identity" else model_row(
+            name, args.data, args.output, epochs, max_cases, overrides)
+        summaries.append(summarise(row))
+        print(json.dumps(json_safe(summaries[-1])), flush=True)
+    hardware = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+                f"{torch.get_num_threads()} thread(s)")
+    atomic_write_json(args.output / "results.json", json_safe({"rows": summaries, "hardware": hardware, "quick": args.quick}))
+    atomic_write_text(args.output / "results.md", markdown(summaries, hardware, args.quick))
+    print((args.output / "results.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
