@@ -6,18 +6,21 @@
 Rows:
 
 - ``identity``: the T1 MR's 8-bit display values taken as the CT (no model), the floor any model must beat;
+- ``ct_blur``: not a model but a yardstick: the real CT itself, blurred with a Gaussian of ``--blur-sigma`` pixels
+  (default 2) slice by slice. It shows what the SSIM of a prediction that is right but smoother than the noisy CT
+  can reach (the CT's brain window turns its noise into grain that no MR predicts);
 - ``paired``: ``mr_to_ct_paired`` trained on the paired slices of the training patients (the upper bound);
 - ``cyclegan``: ``mr_to_ct_cyclegan`` trained on the MR of half of the training patients and the CT of the other
   half (unpaired in fact).
 
-Each model is trained with ``pipelines train`` into ``<output>/<bundle>/`` (a folder holding ``train_summary.json``
-is reused, so a finished run is only re-read), its best validation checkpoint (lowest MAE on the validation
+Each model is trained with ``pipelines train`` into ``<output>/<bundle>/`` (a finished run, one holding
+``train_summary.json``, is re-read rather than retrained; a folder made with other options is refused), its best validation checkpoint (lowest MAE on the validation
 patients) is scored on the test patients with ``pipelines evaluate`` (MAE, PSNR, SSIM inside the head / body
 mask, on the 0..255 display scale, see :mod:`pipelines.evaluation.synthesis`), and the test MR volumes are
 translated once more with ``pipelines predict`` to time inference per patient. ``<output>`` gets ``results.json``
 and the Markdown table ``results.md``.
 
-``--quick`` trains tiny networks (features 4, one residual block) for 2 epochs on one patient per subset: it checks
+``--quick`` trains tiny networks (4 features at the first level) for 2 epochs on one patient per subset: it checks
 the whole chain in a few minutes and is deterministic; its figures mean nothing about the method.
 """
 
@@ -45,8 +48,8 @@ from pipelines.io.atomic import atomic_write_json, atomic_write_text, json_safe
 logger = logging.getLogger("benchmarks.mr_to_ct")
 
 MODELS = {"paired": "mr_to_ct_paired", "cyclegan": "mr_to_ct_cyclegan"}
-ROWS = ("identity", *MODELS)
-QUICK = {"overrides": {"features": 4, "n_blocks": 1, "disc_channels": 8, "batch_size": 4}, "epochs": 2, "max_cases": 1}
+ROWS = ("identity", "ct_blur", *MODELS)
+QUICK = {"overrides": {"features": 4, "disc_channels": 8, "batch_size": 4}, "epochs": 2, "max_cases": 1}
 METRICS = ("mae", "psnr", "ssim")
 
 
@@ -62,6 +65,19 @@ def identity_row(data: Path, max_cases: int | None) -> dict[str, Any]:
         scores = synthesis_metrics(torch.from_numpy(mr), torch.from_numpy(ct), torch.from_numpy(mask))
         cases.append({"case_id": item["case_id"], "region": item["region"], **scores})
     return {"row": "identity", "bundle": None, "cases": cases}
+
+
+def blurred_ct_row(data: Path, max_cases: int | None, sigma: float) -> dict[str, Any]:
+    """The real CT blurred with a Gaussian of ``sigma`` pixels in each slice, scored against itself."""
+    from scipy.ndimage import gaussian_filter
+
+    cases = []
+    for item in test_items(data, max_cases):
+        ct, mask = (np.asarray(nib.load(item[k]).dataobj, dtype=np.float32) for k in ("label", "mask"))
+        blurred = np.stack([gaussian_filter(ct[..., k], sigma) for k in range(ct.shape[-1])], axis=-1)
+        scores = synthesis_metrics(torch.from_numpy(blurred), torch.from_numpy(ct), torch.from_numpy(mask))
+        cases.append({"case_id": item["case_id"], "region": item["region"], **scores})
+    return {"row": f"ct_blur (sigma {sigma:g} px)", "bundle": None, "cases": cases}
 
 
 def time_inference(bundle: str, data: Path, checkpoint: Path, max_cases: int | None, output: Path,
@@ -85,9 +101,15 @@ def model_row(name: str, data: Path, output: Path, epochs: int | None, max_cases
     bundle = MODELS[name]
     run = output / bundle
     summary_file = run / "train_summary.json"
+    stamp = {"bundle": bundle, "epochs": epochs, "max_cases": max_cases, "overrides": overrides}
+    stamp_file = run / "benchmark.json"
+    if stamp_file.is_file() and json.loads(stamp_file.read_text(encoding="utf-8")) != stamp:
+        raise SystemExit(f"{run}: made for another definition ({stamp_file.read_text(encoding='utf-8').strip()}); "
+                         "use another --output")
     if summary_file.is_file():
         logger.warning("reusing the finished run %s", run)
     else:
+        atomic_write_json(stamp_file, stamp)
         api.train(bundle, data, run, epochs=epochs, max_cases=max_cases, overrides=overrides)
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
     checkpoint = run / "models" / "model.pt"
@@ -135,6 +157,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows (default: {','.join(ROWS)})")
     parser.add_argument("--epochs", type=int, help="override the bundles' schedules")
+    parser.add_argument("--blur-sigma", type=float, default=2.0, help="Gaussian sigma (pixels) of the ct_blur row")
     parser.add_argument("--quick", action="store_true", help="tiny networks, 2 epochs, 1 patient per subset")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -147,8 +170,12 @@ def main() -> None:
         {}, args.epochs, None)
     summaries = []
     for name in rows:
-        row = identity_row(args.data, max_cases) if name == "identity" else model_row(
-            name, args.data, args.output, epochs, max_cases, overrides)
+        if name == "identity":
+            row = identity_row(args.data, max_cases)
+        elif name == "ct_blur":
+            row = blurred_ct_row(args.data, max_cases, args.blur_sigma)
+        else:
+            row = model_row(name, args.data, args.output, epochs, max_cases, overrides)
         summaries.append(summarise(row))
         print(json.dumps(json_safe(summaries[-1])), flush=True)
     hardware = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "

@@ -29,7 +29,7 @@ from pipelines.tracking import mlflow_settings
 logger = logging.getLogger(__name__)
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
-DATASETS = ("sunnybrook", "brain_mr_ct")
+DATASETS = ("sunnybrook", "brain_mr_ct", "mednist")
 
 __all__ = [
     "BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "explain", "PredictionReport",
@@ -115,7 +115,7 @@ def _run(workflow: ConfigWorkflow) -> None:
 
 
 def prepare_data(dataset: str, output: str | Path, source: str | Path | None = None, overwrite: bool = False) -> Path:
-    """Prepare a dataset (``sunnybrook`` or ``brain_mr_ct``) into ``output``; return the datalist path."""
+    """Prepare a dataset (``sunnybrook``, ``brain_mr_ct`` or ``mednist``) into ``output``; return the datalist path."""
     if dataset == "sunnybrook":
         from pipelines.data import sunnybrook
 
@@ -124,6 +124,10 @@ def prepare_data(dataset: str, output: str | Path, source: str | Path | None = N
         from pipelines.data import brain_mr_ct
 
         return brain_mr_ct.prepare(output, source=source, overwrite=overwrite)
+    if dataset == "mednist":
+        from pipelines.data import mednist
+
+        return mednist.prepare(output, source=source, overwrite=overwrite)
     raise PipelineError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
 
 

@@ -1,6 +1,6 @@
 """Command line: argument parsing only; the work is done by :mod:`pipelines.api`.
 
-    pipelines data sunnybrook|brain_mr_ct [--source PATH] --output DIR
+    pipelines data sunnybrook|brain_mr_ct|mednist [--source PATH] --output DIR
     pipelines train BUNDLE --data DIR --output DIR [--epochs N] [--fold K|seed] [--resume] [--tracking-uri URI]
     pipelines evaluate BUNDLE --data DIR --checkpoint FILE --output DIR
     pipelines predict BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite]   (e.g. mr_to_ct_cyclegan)
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="prepare a dataset (convert to NIfTI, write a datalist with splits)")
-    data.add_argument("dataset", choices=["sunnybrook", "brain_mr_ct"])
+    data.add_argument("dataset", choices=["sunnybrook", "brain_mr_ct", "mednist"])
     data.add_argument("--source", help="the source file or a folder holding it (default: $PIPELINES_DATA, else download)")
     data.add_argument("--output", required=True, help="folder to write images/, labels/ and datalist.json into")
     data.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")

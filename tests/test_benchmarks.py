@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -71,3 +73,35 @@ def test_occlusion_benchmark_quick(sunnybrook_dir: Path) -> None:
     cost = lines["cost"][0]
     assert cost["forward_passes_per_slice"] == 226
     assert cost["pipelines_s_per_slice"] > 0 and cost["monai_s_per_slice"] > 0
+
+
+def test_mr_to_ct_benchmark_quick(brain_mr_ct_dir: Path, tmp_path: Path) -> None:
+    """Identity baseline, paired model and CycleGAN on the test patients; finished runs are reused, not retrained."""
+    import nibabel as nib
+    import numpy as np
+
+    command = [sys.executable, str(REPO / "benchmarks" / "mr_to_ct.py"), "--data", str(brain_mr_ct_dir),
+               "--output", str(tmp_path), "--quick"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {r["row"]: r for r in json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["rows"]}
+    assert list(rows) == ["identity", "ct_blur (sigma 2 px)", "paired", "cyclegan"]
+    assert rows["ct_blur (sigma 2 px)"]["ssim"]["mean"] > rows["identity"]["ssim"]["mean"]
+    # the identity row is the MR's display values scored as CT, inside the mask
+    case = next(iter(rows["identity"]["mae_by_case"]))
+    mr, ct, mask = (np.asarray(nib.load(brain_mr_ct_dir / sub / f"{case}.nii.gz").dataobj, dtype=float)
+                    for sub in ("images/t1", "images/ct", "masks"))
+    assert rows["identity"]["mae_by_case"][case] == pytest.approx(np.abs(mr - ct)[mask > 0].mean(), rel=1e-5)
+    for name in ("paired", "cyclegan"):
+        assert 0 < rows[name]["mae"]["mean"] < 255 and rows[name]["inference_s_per_patient"] > 0
+    assert "| cyclegan |" in (tmp_path / "results.md").read_text(encoding="utf-8")
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = {r["row"]: r for r in json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["rows"]}
+    assert rerun["cyclegan"]["train_time_s"] == rows["cyclegan"]["train_time_s"]
+    assert rerun["cyclegan"]["mae"] == rows["cyclegan"]["mae"]
+
+    # the quick runs are never passed off as a full run
+    full = subprocess.run(command[:-1] + ["--rows", "paired"], capture_output=True, text=True, timeout=900)
+    assert full.returncode != 0 and "made for another definition" in full.stderr

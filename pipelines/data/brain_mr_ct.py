@@ -39,11 +39,11 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from pipelines.data.sources import DATA_ENV, DatasetSource, resolve_source
+from pipelines.data.sources import DatasetSource, resolve_local_source
 from pipelines.data.splits import split_cases, stratified_subset
 from pipelines.data.npz import load_arrays
 from pipelines.data.sunnybrook import volume_affine, write_volume  # one NIfTI writer for every converter
-from pipelines.errors import InputError, OutputExistsError, PipelineError
+from pipelines.errors import InputError, OutputExistsError
 from pipelines.io.atomic import atomic_write_json
 
 __all__ = ["SOURCE", "MODALITIES", "REGIONS", "case_id", "load_npz", "head_mask", "convert", "prepare"]
@@ -237,13 +237,5 @@ def prepare(output_dir: str | Path, source: str | Path | None = None, overwrite:
     Raises:
         PipelineError: the file is not found; it has no public download and must be supplied locally.
     """
-    try:
-        path = resolve_source(SOURCE, source, download=False)
-    except PipelineError as exc:
-        if type(exc) is not PipelineError:  # a bad --source path or a checksum mismatch says so itself
-            raise
-        raise PipelineError(
-            f"{SOURCE.filename}: not found; it has no public download (undocumented licence, never redistributed), "
-            f"so pass --source PATH or set {DATA_ENV} to a folder holding it"
-        ) from exc
+    path = resolve_local_source(SOURCE, source, "it has no public download (undocumented licence, never redistributed)")
     return convert(path, output_dir, overwrite=overwrite, **kwargs)

@@ -104,3 +104,21 @@ def resolve_source(source: DatasetSource, explicit: str | Path | None = None, do
     if not download:
         raise PipelineError(f"{source.filename}: not found; pass --source PATH or set {DATA_ENV}")
     return _download(source)
+
+
+def resolve_local_source(source: DatasetSource, explicit: str | Path | None, reason: str) -> Path:
+    """:func:`resolve_source` for a file that is never downloaded; ``reason`` says why, in the not-found error.
+
+    Raises:
+        InputError: the explicit path does not exist or does not hold the file.
+        ChecksumError: the file found does not match the published sha256.
+        PipelineError: ``{filename}: not found; {reason}, so pass --source PATH or set PIPELINES_DATA ...``.
+    """
+    try:
+        return resolve_source(source, explicit, download=False)
+    except PipelineError as exc:
+        if type(exc) is not PipelineError:  # a bad --source path or a checksum mismatch says so itself
+            raise
+        raise PipelineError(
+            f"{source.filename}: not found; {reason}, so pass --source PATH or set {DATA_ENV} to a folder holding it"
+        ) from exc

@@ -60,4 +60,7 @@ def describe(network: nn.Module) -> str:
     if isinstance(network, ScaledNetwork):
         factor = f"x{network.scale}" if network.down == 1 else f"/{network.down}"
         return f"ScaledNetwork({factor}, {describe(network.network)})"
+    inner = getattr(network, "network", None)
+    if isinstance(inner, nn.Module) and type(network).__name__ == "TanhOutput":
+        return f"TanhOutput({describe(inner)})"
     return type(network).__name__

@@ -26,7 +26,7 @@ from pipelines.cli import main
 from pipelines.engines import CycleGANStep
 from pipelines.errors import PipelineError
 
-TINY = {"features": 4, "n_blocks": 1, "disc_channels": 8, "batch_size": 4}
+TINY = {"features": 4, "disc_channels": 8, "batch_size": 4}
 BUNDLES = ("mr_to_ct_cyclegan", "mr_to_ct_paired")
 
 
@@ -208,7 +208,7 @@ def test_monai_bundle_run_trains_the_cyclegan(brain_mr_ct_dir: Path, tmp_path: P
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle_dir / "configs" / "train.json"),
                "--meta_file", str(bundle_dir / "configs" / "metadata.json"), "--bundle_root", str(bundle_dir),
                "--dataset_dir", str(brain_mr_ct_dir), "--output_dir", str(out), "--num_epochs", "1",
-               "--max_cases", "1", "--features", "4", "--n_blocks", "1", "--disc_channels", "8"]
+               "--max_cases", "1", "--features", "4", "--disc_channels", "8"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "models" / "model.pt").is_file() and (out / "figures" / "history.csv").is_file()
