@@ -21,15 +21,20 @@ def _data_folders() -> list[Path]:
     return [*folders, REPO_ROOT.parent / "shared" / "data"]
 
 
-@pytest.fixture(scope="session")
-def scd_npz() -> Path:
-    """Path of the real ``scd_lvsegs.npz`` (Sunnybrook LV myocardium), or skip."""
+def _shared_file(filename: str) -> Path:
+    """The first ``filename`` in the data folders, or skip the test, naming the folders searched."""
     for folder in _data_folders():
-        candidate = folder / SCD_FILENAME
+        candidate = folder / filename
         if candidate.is_file():
             return candidate
     searched = ", ".join(str(f) for f in _data_folders())
-    pytest.skip(f"{SCD_FILENAME} not found (searched {searched}); set PIPELINES_DATA to a folder holding it")
+    pytest.skip(f"{filename} not found (searched {searched}); set PIPELINES_DATA to a folder holding it")
+
+
+@pytest.fixture(scope="session")
+def scd_npz() -> Path:
+    """Path of the real ``scd_lvsegs.npz`` (Sunnybrook LV myocardium), or skip."""
+    return _shared_file(SCD_FILENAME)
 
 
 @pytest.fixture(scope="session")
@@ -51,12 +56,13 @@ BRAIN_FILENAME = "brain_mr_ct_paired.npz"
 @pytest.fixture(scope="session")
 def brain_npz() -> Path:
     """Path of the real ``brain_mr_ct_paired.npz`` (paired CT / T1 / T2 slices), or skip."""
-    for folder in _data_folders():
-        candidate = folder / BRAIN_FILENAME
-        if candidate.is_file():
-            return candidate
-    searched = ", ".join(str(f) for f in _data_folders())
-    pytest.skip(f"{BRAIN_FILENAME} not found (searched {searched}); set PIPELINES_DATA to a folder holding it")
+    return _shared_file(BRAIN_FILENAME)
+
+
+@pytest.fixture(scope="session")
+def mednist_zip() -> Path:
+    """Path of the real ``MedNIST_64x64_500.zip`` (6 classes of 500 64x64 JPEGs), or skip."""
+    return _shared_file("MedNIST_64x64_500.zip")
 
 
 @pytest.fixture(scope="session")

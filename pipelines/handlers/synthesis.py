@@ -37,6 +37,36 @@ def _array(value: Any) -> np.ndarray:
     return value.detach().cpu().float().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, float)
 
 
+def _cases(engine: Engine) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The (decollated output, batch entry) pair of each case of the engine's last iteration."""
+    batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
+    return list(zip(engine.state.output, batch))
+
+
+class _PerCaseHandler:
+    """Collects one row per case in ``self.rows`` during an evaluator run: ``iteration_completed`` adds rows,
+    ``epoch_completed`` uses them; the rows are cleared when a run starts."""
+
+    rows: list[dict[str, Any]]
+
+    def attach(self, engine: Engine) -> None:
+        """Register on ``engine`` (once, however often it is called)."""
+        if engine.has_event_handler(self.iteration_completed, Events.ITERATION_COMPLETED):
+            return
+        engine.add_event_handler(Events.EPOCH_STARTED, self.epoch_started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
+
+    def epoch_started(self, engine: Engine) -> None:
+        self.rows.clear()
+
+    def iteration_completed(self, engine: Engine) -> None:
+        raise NotImplementedError
+
+    def epoch_completed(self, engine: Engine) -> None:
+        raise NotImplementedError
+
+
 class SynthesisMetric(Metric):
     """One of ``mae``, ``psnr``, ``ssim`` inside the mask, averaged over the cases of an evaluation run.
 
@@ -76,7 +106,7 @@ class SynthesisMetric(Metric):
         return float(np.mean(self._values))
 
 
-class SynthesisReport:
+class SynthesisReport(_PerCaseHandler):
     """Per-case MAE, PSNR and SSIM of an evaluation run, as ``per_case.csv`` and ``metrics.json``.
 
     ``metrics.json`` holds ``cases`` (one dict per case), ``summary`` (mean, std, median over cases of each metric)
@@ -104,20 +134,8 @@ class SynthesisReport:
         self.data_range = float(data_range)
         self.rows: list[dict[str, Any]] = []
 
-    def attach(self, engine: Engine) -> None:
-        """Register on ``engine`` (once, however often it is called)."""
-        if engine.has_event_handler(self.iteration_completed, Events.ITERATION_COMPLETED):
-            return
-        engine.add_event_handler(Events.EPOCH_STARTED, self.epoch_started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
-
-    def epoch_started(self, engine: Engine) -> None:
-        self.rows.clear()
-
     def iteration_completed(self, engine: Engine) -> None:
-        batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
-        for item, info in zip(engine.state.output, batch):
+        for item, info in _cases(engine):
             row: dict[str, Any] = {"case_id": str(info.get(self.id_key, f"case_{len(self.rows)}"))}
             if self.group_key:
                 row[self.group_key] = str(info.get(self.group_key, ""))
@@ -159,7 +177,7 @@ class SynthesisReport:
                     summary["psnr"]["mean"], summary["ssim"]["mean"])
 
 
-class SynthesisGrid:
+class SynthesisGrid(_PerCaseHandler):
     """A PNG of input | synthetic | real | |synthetic - real| for the middle slice of each case of an evaluator run.
 
     Rewrites ``<output_dir>/<filename>`` after each run. As a validator's handler (MONAI's ``ValidationHandler``
@@ -199,20 +217,8 @@ class SynthesisGrid:
         self.data_range = float(data_range)
         self.rows: list[dict[str, Any]] = []
 
-    def attach(self, engine: Engine) -> None:
-        """Register on ``engine`` (once, however often it is called)."""
-        if engine.has_event_handler(self.iteration_completed, Events.ITERATION_COMPLETED):
-            return
-        engine.add_event_handler(Events.EPOCH_STARTED, self.epoch_started)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self.iteration_completed)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self.epoch_completed)
-
-    def epoch_started(self, engine: Engine) -> None:
-        self.rows.clear()
-
     def iteration_completed(self, engine: Engine) -> None:
-        batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
-        for item, info in zip(engine.state.output, batch):
+        for item, info in _cases(engine):
             if len(self.rows) >= self.max_cases:
                 return
             pred, label = _array(item["pred"])[0], _array(item["label"])[0]

@@ -20,20 +20,13 @@ from PIL import Image
 from pipelines.data import mednist, sources
 from pipelines.errors import InputError, OutputExistsError, PipelineError
 
-TESTS_DIR = Path(__file__).resolve().parents[1]
 N_IMAGES = 3000
 
 
 @pytest.fixture(scope="module")
-def source_zip(request: pytest.FixtureRequest) -> Path:
-    """The real ``MedNIST_64x64_500.zip``, looked for where ``tests/conftest.py`` looks for data, or skip."""
-    # `from conftest import ...` may get another folder's conftest; the plugin manager holds this one by path
-    folders = request.config.pluginmanager.get_plugin(str(TESTS_DIR / "conftest.py"))._data_folders()
-    for folder in folders:
-        if (folder / mednist.SOURCE.filename).is_file():
-            return folder / mednist.SOURCE.filename
-    searched = ", ".join(str(f) for f in folders)
-    pytest.skip(f"{mednist.SOURCE.filename} not found (searched {searched}); set PIPELINES_DATA to a folder holding it")
+def source_zip(mednist_zip: Path) -> Path:
+    """The real ``MedNIST_64x64_500.zip`` (see ``tests/conftest.py``), or skip."""
+    return mednist_zip
 
 
 @pytest.fixture(scope="module")
