@@ -17,10 +17,12 @@ Each model is trained with ``pipelines train`` into ``<output>/<bundle>/`` (a fi
 ``train_summary.json``, is re-read rather than retrained; a folder made with other options is refused), its best validation checkpoint (lowest MAE on the validation
 patients) is scored on the test patients with ``pipelines evaluate`` (MAE, PSNR, SSIM inside the head / body
 mask, on the 0..255 display scale, see :mod:`pipelines.evaluation.synthesis`), and the test MR volumes are
-translated once more with ``pipelines predict`` to time inference per patient. ``<output>`` gets ``results.json``
+translated once more with ``pipelines predict`` to time inference per patient; the table scores those NIfTI
+files (uint8, what a user gets; ``pipelines evaluate`` scores the float output and differs by the rounding), with
+the MAE also over the lower, middle and upper third of each patient's slices. ``<output>`` gets ``results.json``
 and the Markdown table ``results.md``.
 
-``--quick`` trains tiny networks (4 features at the first level) for 2 epochs on one patient per subset: it checks
+``--quick`` trains tiny networks (4 features at the first level, one residual block) for 2 epochs on one patient per subset: it checks
 the whole chain in a few minutes and is deterministic; its figures mean nothing about the method.
 """
 
@@ -49,21 +51,42 @@ logger = logging.getLogger("benchmarks.mr_to_ct")
 
 MODELS = {"paired": "mr_to_ct_paired", "cyclegan": "mr_to_ct_cyclegan"}
 ROWS = ("identity", "ct_blur", *MODELS)
-QUICK = {"overrides": {"features": 4, "disc_channels": 8, "batch_size": 4}, "epochs": 2, "max_cases": 1}
-METRICS = ("mae", "psnr", "ssim")
+QUICK = {"overrides": {"features": 4, "n_blocks": 1, "disc_channels": 8, "batch_size": 4}, "epochs": 2, "max_cases": 1}
+METRICS = ("mae", "psnr", "ssim", "mae_lower", "mae_middle", "mae_upper")
 
 
 def test_items(data: Path, max_cases: int | None) -> list[dict[str, Any]]:
     return split_items(data / "datalist.json", "seed", "test", max_cases, path_fields=("image", "label", "mask"))
 
 
+LEVELS = ("lower", "middle", "upper")
+
+
+def mae_by_level(pred: np.ndarray, ct: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """MAE inside the mask over the lower, middle and upper third of the slices (slice 1 is the lowest head slice:
+    the skull base, where bone, air and misalignment concentrate the error, is in the lower third)."""
+    thirds = np.array_split(np.arange(ct.shape[-1]), 3)
+    out = {}
+    for level, slices in zip(LEVELS, thirds):
+        m = mask[..., slices] > 0
+        out[level] = float(np.abs(pred[..., slices] - ct[..., slices])[m].mean())
+    return out
+
+
+def _case(item: dict[str, Any], pred: np.ndarray, ct: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    scores = synthesis_metrics(torch.from_numpy(pred), torch.from_numpy(ct), torch.from_numpy(mask))
+    levels = {f"mae_{k}": v for k, v in mae_by_level(pred, ct, mask).items()}
+    return {"case_id": item["case_id"], "region": item["region"], **scores, **levels}
+
+
+def _load(path: str | Path) -> np.ndarray:
+    return np.asarray(nib.load(path).dataobj, dtype=np.float32)
+
+
 def identity_row(data: Path, max_cases: int | None) -> dict[str, Any]:
     """The T1 display values scored as a synthetic CT."""
-    cases = []
-    for item in test_items(data, max_cases):
-        mr, ct, mask = (np.asarray(nib.load(item[k]).dataobj, dtype=np.float32) for k in ("image", "label", "mask"))
-        scores = synthesis_metrics(torch.from_numpy(mr), torch.from_numpy(ct), torch.from_numpy(mask))
-        cases.append({"case_id": item["case_id"], "region": item["region"], **scores})
+    cases = [_case(item, _load(item["image"]), _load(item["label"]), _load(item["mask"]))
+             for item in test_items(data, max_cases)]
     return {"row": "identity", "bundle": None, "cases": cases}
 
 
@@ -73,10 +96,9 @@ def blurred_ct_row(data: Path, max_cases: int | None, sigma: float) -> dict[str,
 
     cases = []
     for item in test_items(data, max_cases):
-        ct, mask = (np.asarray(nib.load(item[k]).dataobj, dtype=np.float32) for k in ("label", "mask"))
+        ct = _load(item["label"])
         blurred = np.stack([gaussian_filter(ct[..., k], sigma) for k in range(ct.shape[-1])], axis=-1)
-        scores = synthesis_metrics(torch.from_numpy(blurred), torch.from_numpy(ct), torch.from_numpy(mask))
-        cases.append({"case_id": item["case_id"], "region": item["region"], **scores})
+        cases.append(_case(item, blurred, ct, _load(item["mask"])))
     return {"row": f"ct_blur (sigma {sigma:g} px)", "bundle": None, "cases": cases}
 
 
@@ -113,11 +135,16 @@ def model_row(name: str, data: Path, output: Path, epochs: int | None, max_cases
         api.train(bundle, data, run, epochs=epochs, max_cases=max_cases, overrides=overrides)
     summary = json.loads(summary_file.read_text(encoding="utf-8"))
     checkpoint = run / "models" / "model.pt"
-    metrics = api.evaluate(bundle, data, checkpoint, run / "evaluation", max_cases=max_cases, overrides=overrides)
+    api.evaluate(bundle, data, checkpoint, run / "evaluation", max_cases=max_cases, overrides=overrides)
     seconds = time_inference(bundle, data, checkpoint, max_cases, run / "predictions", overrides)
+    # the NIfTI written by `pipelines predict` (uint8, as a user gets it) is what is scored
+    cases = []
+    for item in test_items(data, max_cases):
+        pred = _load(run / "predictions" / f"{Path(item['image']).name.split('.')[0]}_sct.nii.gz")
+        cases.append(_case(item, pred, _load(item["label"]), _load(item["mask"])))
     parameters = sum(t.numel() for k, t in torch.load(checkpoint, map_location="cpu", weights_only=True).items())
     return {
-        "row": name, "bundle": bundle, "cases": metrics["cases"], "epochs": summary["epochs"],
+        "row": name, "bundle": bundle, "cases": cases, "epochs": summary["epochs"],
         "best_epoch": summary["best_epoch"], "best_val_mae": summary["best_val_mae"],
         "train_time_s": summary["train_time_s"], "generator_parameters": parameters, "inference_s_per_patient": seconds,
     }
@@ -134,12 +161,13 @@ def summarise(row: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(summaries: list[dict[str, Any]], hardware: str, quick: bool) -> str:
     cases = list(summaries[0]["mae_by_case"])
-    head = ["row", "MAE", "PSNR (dB)", "SSIM", *[f"MAE {c}" for c in cases], *[f"SSIM {c}" for c in cases],
-            "training (s)", "epochs (best)", "inference (s/patient)"]
+    head = ["row", "MAE", "PSNR (dB)", "SSIM", "MAE lower / middle / upper third", *[f"MAE {c}" for c in cases],
+            *[f"SSIM {c}" for c in cases], "training (s)", "epochs (best)", "inference (s/patient)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in summaries:
         cells = [s["row"], *(f"{s[m]['mean']:.{1 if m != 'ssim' else 3}f} ± {s[m]['std']:.{1 if m != 'ssim' else 3}f}"
-                             for m in METRICS)]
+                             for m in METRICS[:3])]
+        cells.append(" / ".join(f"{s[f'mae_{level}']['mean']:.1f}" for level in LEVELS))
         cells += [f"{s['mae_by_case'][c]:.1f}" for c in cases] + [f"{s['ssim_by_case'][c]:.3f}" for c in cases]
         if s["bundle"]:
             cells += [f"{s['train_time_s']:.0f}", f"{s['epochs']} ({s['best_epoch']})", f"{s['inference_s_per_patient']:.2f}"]

@@ -26,7 +26,7 @@ from pipelines.cli import main
 from pipelines.engines import CycleGANStep
 from pipelines.errors import PipelineError
 
-TINY = {"features": 4, "disc_channels": 8, "batch_size": 4}
+TINY = {"features": 4, "n_blocks": 1, "disc_channels": 8, "batch_size": 4}
 BUNDLES = ("mr_to_ct_cyclegan", "mr_to_ct_paired")
 
 
@@ -208,7 +208,28 @@ def test_monai_bundle_run_trains_the_cyclegan(brain_mr_ct_dir: Path, tmp_path: P
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle_dir / "configs" / "train.json"),
                "--meta_file", str(bundle_dir / "configs" / "metadata.json"), "--bundle_root", str(bundle_dir),
                "--dataset_dir", str(brain_mr_ct_dir), "--output_dir", str(out), "--num_epochs", "1",
-               "--max_cases", "1", "--features", "4", "--disc_channels", "8"]
+               "--max_cases", "1", "--features", "4", "--n_blocks", "1", "--disc_channels", "8"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "models" / "model.pt").is_file() and (out / "figures" / "history.csv").is_file()
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_shipped_weights_translate_from_the_command_line(bundle: str, brain_mr_ct_dir: Path, tmp_path: Path) -> None:
+    weights = api.BUNDLES_DIR / bundle / "models" / "model.pt"
+    assert weights.is_file(), f"{bundle} ships no models/model.pt"
+    assert weights.stat().st_size < 10 * 2**20  # the issue's "about 10 MB"
+    mr = brain_mr_ct_dir / "images" / "t1" / "brain_02.nii.gz"
+    assert main(["predict", bundle, "--input", str(mr), "--output", str(tmp_path)]) == 0
+    out, ref = nib.load(tmp_path / "brain_02_sct.nii.gz"), nib.load(mr)
+    assert out.shape == ref.shape and np.array_equal(out.affine, ref.affine)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_shipped_weights_reproduce_the_published_metrics(bundle: str, brain_mr_ct_dir: Path, tmp_path: Path) -> None:
+    """``models/model.pt`` on the seed split's 2 test patients gives metadata.json's ``eval_metrics``."""
+    bundle_dir = api.BUNDLES_DIR / bundle
+    published = json.loads((bundle_dir / "configs" / "metadata.json").read_text(encoding="utf-8"))["eval_metrics"]
+    metrics = api.evaluate(bundle, brain_mr_ct_dir, bundle_dir / "models" / "model.pt", tmp_path)
+    for name in ("mae", "psnr", "ssim"):
+        assert metrics["summary"][name]["mean"] == pytest.approx(published[f"mean_{name}"], abs=1e-3), name
