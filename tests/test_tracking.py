@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 
-from pipelines.tracking import RUN_FILE, TRACKING_ENV, default_tracking_uri, mlflow_settings
+from pipelines.tracking import RUN_FILE, TRACKING_ENV, default_tracking_uri, iteration_loss, mlflow_settings
 
 
 def test_default_uri_is_an_absolute_sqlite_path(tmp_path, monkeypatch):
@@ -27,7 +27,7 @@ def test_empty_environment_is_ignored(tmp_path, monkeypatch):
 
 def _monai_part(settings: dict) -> dict:
     """The settings without what :func:`mlflow_settings` adds to or changes in every handler."""
-    ours = {"_target_", "run_file", "resume", "join", "tag_name"}
+    ours = {"_target_", "run_file", "resume", "join", "tag_name", "output_transform"}
     configs = {
         k: ({kk: vv for kk, vv in v.items() if kk not in ours} if isinstance(v, dict) else v)
         for k, v in settings["configs"].items()
@@ -44,6 +44,16 @@ def test_settings_without_tracked_ids_are_monais_with_our_handler():
             "pipelines.handlers.MLFlowRunHandler"
         }
         assert configs["trainer"]["resume"] is False  # no "resume" id to refer to
+        assert configs["trainer"]["output_transform"] == {"_target_": "pipelines.tracking.iteration_loss",
+                                                          "_mode_": "callable"}
+
+
+def test_the_iteration_loss_is_read_from_dict_and_decollated_outputs():
+    """A GAN step returns one dict; MONAI's SupervisedTrainer a list of per-image dicts that share the loss."""
+    import torch
+
+    assert iteration_loss({"loss": 1.5, "loss_D": 0.2}) == 1.5
+    assert iteration_loss([{"loss": torch.tensor(0.25)}, {"loss": torch.tensor(0.25)}]) == 0.25
 
 
 def test_the_training_records_its_run_and_the_validator_joins_it():
