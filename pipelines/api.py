@@ -97,13 +97,14 @@ def _workflow(bundle_dir: Path, configs: Sequence[str], track: bool = True, **ov
     )
 
 
-def _config_value(bundle_dir: Path, configs: Sequence[str], key: str, default: Any) -> Any:
-    """A plain top-level value of the layered ``configs`` (``default`` when absent), without building anything."""
+def _config_values(bundle_dir: Path, configs: Sequence[str], **defaults: Any) -> dict[str, Any]:
+    """Plain top-level values of the layered ``configs`` (each key's default when absent), read in one pass
+    without building anything."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(config_files(bundle_dir, configs))
-    return parser.get(key, default)
+    return {key: parser.get(key, default) for key, default in defaults.items()}
 
 
 def _run(workflow: ConfigWorkflow) -> None:
@@ -180,9 +181,10 @@ def train(
     """
     bundle_dir = resolve_bundle(bundle)
     # fail early, naming the file: a broken datalist, a missing, unreadable or mismatched image/label pair
-    label_values = _config_value(bundle_dir, ["train.json"], "label_values", LABEL_VALUES)
-    subsets = _config_value(bundle_dir, ["train.json"], "training_subsets", ["train", "validation"])
-    check_split(data, fold, subsets, max_cases, label_values)
+    declared = _config_values(
+        bundle_dir, ["train.json"], label_values=LABEL_VALUES, training_subsets=["train", "validation"]
+    )
+    check_split(data, fold, declared["training_subsets"], max_cases, declared["label_values"])
     output = Path(output)
     checkpoint = output / "models" / "checkpoint.pt"
     if resume and not checkpoint.is_file():
@@ -245,7 +247,8 @@ def evaluate(
     bundle_dir = resolve_bundle(bundle)
     configs = ["train.json", "evaluate.json"]
     checkpoint = _checkpoint(bundle_dir, checkpoint, configs, overrides)
-    check_split(data, fold, (subset,), max_cases, _config_value(bundle_dir, configs, "label_values", LABEL_VALUES))
+    label_values = _config_values(bundle_dir, configs, label_values=LABEL_VALUES)["label_values"]
+    check_split(data, fold, (subset,), max_cases, label_values)
     output = writable_dir(output)
     override = {
         "dataset_dir": str(Path(data).resolve()),
@@ -402,7 +405,7 @@ def predict(
     configs = ["train.json", "inference.json"]
     ckpt = _checkpoint(bundle_dir, checkpoint, configs, overrides)
     output = Path(output)
-    postfix = _config_value(bundle_dir, configs, "output_postfix", None)
+    postfix = _config_values(bundle_dir, configs, output_postfix=None)["output_postfix"]
     if postfix is not None and probabilities:
         raise PipelineError(f"{bundle_dir.name} writes no probability maps (it is not a segmentation bundle)")
     postfixes = [postfix] if postfix is not None else ["seg", "prob"][: 1 + probabilities]

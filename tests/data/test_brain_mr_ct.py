@@ -17,29 +17,17 @@ N_SLICES = 306
 
 
 @pytest.fixture(scope="module")
-def source_npz(brain_npz: Path) -> Path:
-    """The real ``brain_mr_ct_paired.npz`` (see ``tests/conftest.py``), or skip."""
-    return brain_npz
-
-
-@pytest.fixture(scope="module")
-def npz(source_npz: Path) -> dict[str, np.ndarray]:
-    with np.load(source_npz) as archive:
+def npz(brain_npz: Path) -> dict[str, np.ndarray]:
+    with np.load(brain_npz) as archive:
         return {key: archive[key] for key in archive.files}
 
 
 @pytest.fixture(scope="module")
-def converted(brain_mr_ct_dir: Path) -> Path:
-    """The data converted once per session; tests must not modify it."""
-    return brain_mr_ct_dir
+def datalist(brain_mr_ct_dir: Path) -> dict:
+    return json.loads((brain_mr_ct_dir / "datalist.json").read_text(encoding="utf-8"))
 
 
-@pytest.fixture(scope="module")
-def datalist(converted: Path) -> dict:
-    return json.loads((converted / "datalist.json").read_text(encoding="utf-8"))
-
-
-def test_voxels_survive_npz_to_nifti(converted, datalist, npz):
+def test_voxels_survive_npz_to_nifti(brain_mr_ct_dir, datalist, npz):
     assert [c["case_id"] for c in datalist["cases"]] == [f"brain_{p:02d}" for p in range(1, N_PATIENTS + 1)]
     assert sum(c["num_slices"] for c in datalist["cases"]) == N_SLICES
     for case in datalist["cases"]:
@@ -47,29 +35,29 @@ def test_voxels_survive_npz_to_nifti(converted, datalist, npz):
         indices = indices[np.argsort(npz["slice"][indices])]  # slices stacked in slice order
         assert case["npz_indices"] == indices.tolist()
         for modality in brain_mr_ct.MODALITIES:
-            image = nib.load(converted / case[modality])
+            image = nib.load(brain_mr_ct_dir / case[modality])
             voxels = np.asanyarray(image.dataobj)
             assert voxels.dtype == np.uint8 and voxels.shape == (256, 256, len(indices))
             np.testing.assert_array_equal(voxels, np.moveaxis(npz[modality][indices], 0, -1), err_msg=case[modality])
         assert case["image"] == case["t1"] and case["label"] == case["ct"]
 
 
-def test_headers_carry_the_documented_nominal_affine(converted, datalist):
+def test_headers_carry_the_documented_nominal_affine(brain_mr_ct_dir, datalist):
     expected = np.diag([brain_mr_ct.DEFAULT_SPACING_MM] * 2 + [brain_mr_ct.DEFAULT_SLICE_SPACING_MM, 1.0])
     assert datalist["inplane_spacing_mm"] == 1.0 and datalist["slice_spacing_mm"] == 5.0
     for case in datalist["cases"][:2]:
-        header = nib.load(converted / case["ct"]).header
+        header = nib.load(brain_mr_ct_dir / case["ct"]).header
         np.testing.assert_allclose(header.get_sform(), expected)
         np.testing.assert_allclose(header.get_qform(), expected)
         assert header.get_xyzt_units()[0] == "mm"
 
 
-def test_masks_cover_the_head_and_agree_with_t1(converted, datalist):
+def test_masks_cover_the_head_and_agree_with_t1(brain_mr_ct_dir, datalist):
     """The CT mask is binary, non-trivial and overlaps a crude T1 foreground (the README's ~0.9 Dice)."""
     dices = []
     for case in datalist["cases"]:
-        mask = np.asanyarray(nib.load(converted / case["mask"]).dataobj)
-        t1 = np.asanyarray(nib.load(converted / case["t1"]).dataobj)
+        mask = np.asanyarray(nib.load(brain_mr_ct_dir / case["mask"]).dataobj)
+        t1 = np.asanyarray(nib.load(brain_mr_ct_dir / case["t1"]).dataobj)
         assert set(np.unique(mask).tolist()) <= {0, 1}
         assert 0.1 < mask.mean() < 0.95, case["case_id"]
         t1_foreground = t1 > brain_mr_ct.DEFAULT_MASK_THRESHOLD
@@ -105,25 +93,25 @@ def test_splits_are_by_patient_disjoint_and_complete(datalist, name):
     assert datalist["seed"] == 0
 
 
-def test_split_depends_only_on_the_seed(source_npz, datalist, tmp_path, monkeypatch):
+def test_split_depends_only_on_the_seed(brain_npz, datalist, tmp_path, monkeypatch):
     """Re-splitting with the same seed gives the same subsets (images are not rewritten: they are stubbed out)."""
     monkeypatch.setattr(brain_mr_ct, "write_volume", lambda *args, **kwargs: None)
     monkeypatch.setattr(brain_mr_ct, "head_mask", lambda image, threshold: image > threshold)
-    again = json.loads(brain_mr_ct.convert(source_npz, tmp_path / "same").read_text(encoding="utf-8"))
-    other = json.loads(brain_mr_ct.convert(source_npz, tmp_path / "other", seed=5).read_text(encoding="utf-8"))
+    again = json.loads(brain_mr_ct.convert(brain_npz, tmp_path / "same").read_text(encoding="utf-8"))
+    other = json.loads(brain_mr_ct.convert(brain_npz, tmp_path / "other", seed=5).read_text(encoding="utf-8"))
     assert again["splits"] == datalist["splits"]
     assert other["splits"] != datalist["splits"] and other["seed"] == 5
 
 
-def test_refuses_to_overwrite(source_npz, converted, tmp_path):
+def test_refuses_to_overwrite(brain_npz, brain_mr_ct_dir, tmp_path):
     with pytest.raises(OutputExistsError, match="datalist.json"):
-        brain_mr_ct.convert(source_npz, converted)
+        brain_mr_ct.convert(brain_npz, brain_mr_ct_dir)
     # a stray image from an earlier run is not replaced either
     stray = tmp_path / "images" / "ct" / "brain_01.nii.gz"
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"precious")
     with pytest.raises(OutputExistsError, match="brain_01.nii.gz"):
-        brain_mr_ct.convert(source_npz, tmp_path)
+        brain_mr_ct.convert(brain_npz, tmp_path)
     assert stray.read_bytes() == b"precious"
     assert not (tmp_path / "datalist.json").exists()
 

@@ -24,23 +24,17 @@ N_IMAGES = 3000
 
 
 @pytest.fixture(scope="module")
-def source_zip(mednist_zip: Path) -> Path:
-    """The real ``MedNIST_64x64_500.zip`` (see ``tests/conftest.py``), or skip."""
-    return mednist_zip
-
-
-@pytest.fixture(scope="module")
-def members(source_zip: Path) -> dict[str, bytes]:
+def members(mednist_zip: Path) -> dict[str, bytes]:
     """Archive member name -> bytes of the real zip."""
-    with zipfile.ZipFile(source_zip) as archive:
+    with zipfile.ZipFile(mednist_zip) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
 
 
 @pytest.fixture(scope="module")
-def converted(source_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def converted(mednist_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real zip converted once for this module; tests must not modify it."""
     output = tmp_path_factory.mktemp("mednist")
-    mednist.convert(source_zip, output)
+    mednist.convert(mednist_zip, output)
     return output
 
 
@@ -114,30 +108,30 @@ def test_split_is_stratified_disjoint_and_complete(datalist):
     assert (datalist["seed"], datalist["n_val_per_class"], datalist["n_test_per_class"]) == (0, 50, 100)
 
 
-def test_split_depends_only_on_the_seed(source_zip, datalist, tmp_path, no_png):
-    again = json.loads(mednist.convert(source_zip, tmp_path / "same").read_text(encoding="utf-8"))
-    other = json.loads(mednist.convert(source_zip, tmp_path / "other", seed=5).read_text(encoding="utf-8"))
+def test_split_depends_only_on_the_seed(mednist_zip, datalist, tmp_path, no_png):
+    again = json.loads(mednist.convert(mednist_zip, tmp_path / "same").read_text(encoding="utf-8"))
+    other = json.loads(mednist.convert(mednist_zip, tmp_path / "other", seed=5).read_text(encoding="utf-8"))
     assert again["splits"] == datalist["splits"]
     assert other["splits"] != datalist["splits"] and other["seed"] == 5
     assert other["cases"] == datalist["cases"]
-    small = json.loads(mednist.convert(source_zip, tmp_path / "small", n_val=3, n_test=7).read_text(encoding="utf-8"))
+    small = json.loads(mednist.convert(mednist_zip, tmp_path / "small", n_val=3, n_test=7).read_text(encoding="utf-8"))
     _assert_stratified_split(small, n_val=3, n_test=7)
     with pytest.raises(ValueError, match="at most 500"):
-        mednist.convert(source_zip, tmp_path / "too_many", n_val=250, n_test=251)
+        mednist.convert(mednist_zip, tmp_path / "too_many", n_val=250, n_test=251)
 
 
-def test_refuses_to_overwrite(source_zip, converted, tmp_path):
+def test_refuses_to_overwrite(mednist_zip, converted, tmp_path):
     with pytest.raises(OutputExistsError, match="datalist.json"):
-        mednist.convert(source_zip, converted)
+        mednist.convert(mednist_zip, converted)
     # a stray image from an earlier run is not replaced either, and nothing else is written
     stray = tmp_path / "images" / "CXR" / "00000007.png"
     stray.parent.mkdir(parents=True)
     stray.write_bytes(b"precious")
     with pytest.raises(OutputExistsError, match="00000007.png"):
-        mednist.convert(source_zip, tmp_path)
+        mednist.convert(mednist_zip, tmp_path)
     assert stray.read_bytes() == b"precious"
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == [stray]
-    mednist.convert(source_zip, tmp_path, overwrite=True)
+    mednist.convert(mednist_zip, tmp_path, overwrite=True)
     with Image.open(stray) as png:
         assert png.size == (64, 64)
 
@@ -200,7 +194,7 @@ def test_junk_members_and_a_top_folder_are_ignored(members, tmp_path):
     assert sum(len(stems) for stems in images.values()) == N_IMAGES
 
 
-def test_prepare_finds_only_a_local_verified_file(source_zip, tmp_path, monkeypatch, no_png):
+def test_prepare_finds_only_a_local_verified_file(mednist_zip, tmp_path, monkeypatch, no_png):
     monkeypatch.setattr(sources, "_download", lambda source: pytest.fail("tried to download"))
     monkeypatch.setenv("PIPELINES_DATA", str(tmp_path))
     with pytest.raises(PipelineError, match="no download address") as excinfo:
@@ -211,6 +205,6 @@ def test_prepare_finds_only_a_local_verified_file(source_zip, tmp_path, monkeypa
     impostor.write_bytes(b"not the MedNIST archive")
     with pytest.raises(InputError, match="sha256 mismatch"):
         mednist.prepare(tmp_path / "out", source=impostor.parent)
-    datalist_path = mednist.prepare(tmp_path / "out", source=source_zip, n_val=1, n_test=2)
+    datalist_path = mednist.prepare(tmp_path / "out", source=mednist_zip, n_val=1, n_test=2)
     assert datalist_path == tmp_path / "out" / "datalist.json"
     assert json.loads(datalist_path.read_text(encoding="utf-8"))["n_test_per_class"] == 2
