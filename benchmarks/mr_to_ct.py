@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from pipelines import api
+from pipelines.io.console import tolerant_streams
 from pipelines.data.datalist import split_items
 from pipelines.evaluation.synthesis import synthesis_metrics
 from pipelines.io.atomic import atomic_write_json, atomic_write_text, json_safe
@@ -180,6 +181,7 @@ def markdown(summaries: list[dict[str, Any]], hardware: str, quick: bool) -> str
 
 
 def main() -> None:
+    tolerant_streams()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="prepared brain_mr_ct folder (pipelines data brain_mr_ct)")
     parser.add_argument("--output", type=Path, required=True)

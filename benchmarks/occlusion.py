@@ -42,6 +42,7 @@ from monai.bundle import ConfigParser
 from monai.visualize import OcclusionSensitivity
 
 from pipelines import api
+from pipelines.io.console import tolerant_streams
 from pipelines.data import split_items
 from pipelines.interpret import SegmentationScore, occlusion_sensitivity
 from pipelines.interpret.sanity import chance_fraction, near_structure_fraction, randomized_copy, rank_correlation
@@ -175,6 +176,7 @@ def sanity(parser: ConfigParser, network, cases: list[dict], modes: list[str], o
 
 
 def main() -> None:
+    tolerant_streams()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", default="lv_segmentation_unet")
     parser.add_argument("--data", type=Path, required=True, help="prepared Sunnybrook folder (datalist.json)")

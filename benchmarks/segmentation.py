@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from pipelines import api
+from pipelines.io.console import tolerant_streams
 from pipelines.data.datalist import split_items
 from pipelines.io.atomic import atomic_write_json, atomic_write_text
 
@@ -194,6 +195,7 @@ def markdown(summary: dict[str, dict[str, Any]], hardware: str) -> str:
 
 
 def main() -> None:
+    tolerant_streams()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="prepared Sunnybrook folder")
     parser.add_argument("--output", type=Path, required=True)

@@ -32,7 +32,8 @@ BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 DATASETS = ("sunnybrook", "brain_mr_ct", "mednist")
 
 __all__ = [
-    "BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "explain", "PredictionReport",
+    "BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "explain", "synthesize",
+    "PredictionReport",
 ]
 
 
@@ -484,3 +485,45 @@ def explain(
         bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override, log_outputs=True
     )
 
+
+def synthesize(
+    bundle: str | Path,
+    count: int,
+    output: str | Path,
+    label: str | None = None,
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    tracking_uri: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Draw ``count`` samples from a generative bundle's ``configs/synthesize.json`` into ``output``.
+
+    The config builds a :class:`pipelines.generate.Synthesizer` as ``synthesizer`` from the values ``count``,
+    ``seed``, ``label``, ``overwrite``, ``ckpt_path`` and ``output_dir`` set here; what it writes (PNG images of a
+    class, NIfTI image / mask pairs with a datalist) is the bundle's choice, and the same seed gives the same files.
+    Weights default to the bundle's shipped ``models/model.pt`` and are checked against its ``network_def``. Existing
+    files stop the run before anything is drawn unless ``overwrite``. The run is logged to MLflow only when
+    ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store. Returns the summary also saved as
+    ``<output>/synthesis.json``.
+    """
+    from pipelines.generate import SUMMARY_FILE
+
+    bundle_dir = resolve_bundle(bundle)
+    configs = ["train.json", "synthesize.json"]
+    ckpt = _checkpoint(bundle_dir, checkpoint, configs, overrides)
+    output = Path(output)
+    settings: dict[str, Any] = {
+        "output_dir": str(output.resolve()),
+        "ckpt_path": str(ckpt.resolve()),
+        "count": int(count),
+        "seed": int(seed),
+        "label": label,
+        "overwrite": overwrite,
+        "run_name": _run_name("synthesize"),
+        **_tracking(tracking_uri),
+        **(overrides or {}),
+    }
+    track = bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    _run(_workflow(bundle_dir, configs, track=track, **settings))
+    return json.loads((output / SUMMARY_FILE).read_text(encoding="utf-8"))

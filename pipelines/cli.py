@@ -7,6 +7,7 @@
     pipelines explain BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite] [--patch-size N]
         [--stride N] [--occlusion mean|blur|zero] [--batch-size N] [--bbox RMIN RMAX CMIN CMAX]
         [--score dice|mean_probability]
+    pipelines synthesize BUNDLE --count N --output DIR [--label CLASS] [--checkpoint FILE] [--seed S] [--overwrite]
 
 Exit status: 0 when everything asked for succeeded, 1 when some inputs failed, 2 on an error (one line on stderr).
 """
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from pipelines import __version__
 from pipelines.errors import PipelineError
+from pipelines.io.console import tolerant_streams
 
 if TYPE_CHECKING:
     from pipelines.api import PredictionReport
@@ -96,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
                          help="only occlude patches overlapping these inclusive rows/columns (-1: image edge)")
     explain.add_argument("--score", choices=["dice", "mean_probability"],
                          help="segmentation score that occlusion perturbs (see the bundle's docs/explain.md)")
+    help_synthesize = "draw samples from a generative bundle (GAN, VAE): images, masks and a datalist"
+    synthesize = sub.add_parser("synthesize", help=help_synthesize)
+    synthesize.add_argument("bundle", help=BUNDLE_HELP)
+    synthesize.add_argument("--count", type=_positive, required=True, help="number of samples to write")
+    synthesize.add_argument("--output", required=True)
+    synthesize.add_argument("--label", help="class to generate, for class-conditional bundles (e.g. CXR)")
+    synthesize.add_argument("--checkpoint", help="generator weights (default: the bundle's shipped models/model.pt)")
+    synthesize.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed writes the same files")
+    synthesize.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    synthesize.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else untracked)")
     return parser
 
 
@@ -150,6 +162,7 @@ def _route_stdout_loggers_to_stderr() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tolerant_streams()
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     from pipelines import api
@@ -185,6 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.bundle, args.input, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite,
                     patch_size=args.patch_size, stride=args.stride, occlusion=args.occlusion,
                     batch_size=args.batch_size, bbox=args.bbox, score=args.score, tracking_uri=args.tracking_uri,
+                )
+            )
+        elif args.command == "synthesize":
+            _print_json(
+                api.synthesize(
+                    args.bundle, args.count, args.output, label=args.label, checkpoint=args.checkpoint,
+                    seed=args.seed, overwrite=args.overwrite, tracking_uri=args.tracking_uri,
                 )
             )
     except PipelineError as exc:

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _benchmark(sunnybrook_dir: Path, output: Path, *options: str) -> tuple[list[dict], dict]:
     command = [sys.executable, str(REPO / "benchmarks" / "segmentation.py"), "--data", str(sunnybrook_dir),
                "--output", str(output), "--quick", *options]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     return lines[:-1], lines[-1]["summary"]
@@ -53,7 +53,7 @@ def test_segmentation_benchmark_refuses_a_folder_of_another_variant(sunnybrook_d
                                                                    "overrides": {"batch_size": 4}}}))
     command = [sys.executable, str(REPO / "benchmarks" / "segmentation.py"), "--data", str(sunnybrook_dir),
                "--output", str(tmp_path), "--quick", "--splits", "seed", "--rows", "U-Net"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert result.returncode != 0
     assert "made for another variant definition" in result.stderr
     assert sorted(p.name for p in run_dir.iterdir()) == ["variant.json"]
@@ -62,7 +62,7 @@ def test_segmentation_benchmark_refuses_a_folder_of_another_variant(sunnybrook_d
 def test_occlusion_benchmark_quick(sunnybrook_dir: Path) -> None:
     command = [sys.executable, str(REPO / "benchmarks" / "occlusion.py"), "--data", str(sunnybrook_dir), "--quick",
                "--repeats", "1"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = {}
     for line in result.stdout.splitlines():
@@ -82,7 +82,7 @@ def test_mr_to_ct_benchmark_quick(brain_mr_ct_dir: Path, tmp_path: Path) -> None
 
     command = [sys.executable, str(REPO / "benchmarks" / "mr_to_ct.py"), "--data", str(brain_mr_ct_dir),
                "--output", str(tmp_path), "--quick"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["row"]: r for r in json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["rows"]}
     assert list(rows) == ["identity", "ct_blur (sigma 2 px)", "paired", "cyclegan"]
@@ -96,12 +96,12 @@ def test_mr_to_ct_benchmark_quick(brain_mr_ct_dir: Path, tmp_path: Path) -> None
         assert 0 < rows[name]["mae"]["mean"] < 255 and rows[name]["inference_s_per_patient"] > 0
     assert "| cyclegan |" in (tmp_path / "results.md").read_text(encoding="utf-8")
 
-    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     rerun = {r["row"]: r for r in json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["rows"]}
     assert rerun["cyclegan"]["train_time_s"] == rows["cyclegan"]["train_time_s"]
     assert rerun["cyclegan"]["mae"] == rows["cyclegan"]["mae"]
 
     # the quick runs are never passed off as a full run
-    full = subprocess.run(command[:-1] + ["--rows", "paired"], capture_output=True, text=True, timeout=900)
+    full = subprocess.run(command[:-1] + ["--rows", "paired"], capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert full.returncode != 0 and "made for another definition" in full.stderr

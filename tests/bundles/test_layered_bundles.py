@@ -72,7 +72,7 @@ def test_monai_bundle_run_with_the_layered_file_list(sunnybrook_dir: Path, tmp_p
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(configs),
                "--bundle_root", str(bundle_dir), "--dataset_dir", str(sunnybrook_dir), "--output_dir", str(out),
                "--num_epochs", "1", "--max_cases", "2", "--batch_size", "8"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     SegNet(**_segnet_args()).load_state_dict(torch.load(out / "models" / "model.pt", weights_only=True))
 

@@ -183,7 +183,7 @@ def test_monai_bundle_run_with_mlflow_tracking(sunnybrook_dir: Path, tmp_path: P
         "--num_epochs", "1", "--max_cases", "2", "--batch_size", "8",
         "--tracking", "mlflow",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "models" / "model.pt").is_file()
     runs = _runs(out)
@@ -215,7 +215,7 @@ def test_multi_gpu_config_trains_with_torchrun_and_gloo(sunnybrook_dir: Path, tm
         "--bundle_root", str(BUNDLE_DIR), "--dataset_dir", str(sunnybrook_dir), "--output_dir", str(out),
         "--num_epochs", "1", "--max_cases", "4", "--batch_size", "8",
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(out / "models" / "model.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state)

@@ -209,7 +209,7 @@ def test_monai_bundle_run_trains_the_cyclegan(brain_mr_ct_dir: Path, tmp_path: P
                "--meta_file", str(bundle_dir / "configs" / "metadata.json"), "--bundle_root", str(bundle_dir),
                "--dataset_dir", str(brain_mr_ct_dir), "--output_dir", str(out), "--num_epochs", "1",
                "--max_cases", "1", "--features", "4", "--n_blocks", "1", "--disc_channels", "8"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "models" / "model.pt").is_file() and (out / "figures" / "history.csv").is_file()
 

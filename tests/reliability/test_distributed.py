@@ -176,7 +176,7 @@ def test_two_processes_match_one_with_the_same_global_batch(sunnybrook_dir: Path
                     command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
                 )
         for name, process in runs.items():
-            assert process.wait(timeout=400) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+            assert process.wait(timeout=400) == 0, (tmp_path / f"{name}.log").read_text(encoding="utf-8", errors="replace")[-3000:]
     finally:
         for process in runs.values():  # after a failure: the launcher and its workers
             if process.poll() is None:

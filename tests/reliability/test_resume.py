@@ -78,7 +78,7 @@ def start() -> Iterator[Callable[[list[str], Path], subprocess.Popen]]:
 
 
 def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
-    assert process.wait(timeout=timeout) == 0, log.read_text()[-3000:]
+    assert process.wait(timeout=timeout) == 0, log.read_text(encoding="utf-8", errors="replace")[-3000:]
 
 
 def history(run_dir: Path) -> list[dict[str, str]]:
@@ -101,7 +101,7 @@ def test_resume_after_sigkill_is_exact(sunnybrook_dir: Path, tmp_path: Path, sta
     killed = start(["-c", PAUSE_IN_EPOCH_TWO, str(marker), *TRAIN[2:], *data, "--output", str(killed_dir)], killed_log)
     deadline = time.monotonic() + 300
     while not marker.exists():
-        assert killed.poll() is None, killed_log.read_text()[-3000:]
+        assert killed.poll() is None, killed_log.read_text(encoding="utf-8", errors="replace")[-3000:]
         assert time.monotonic() < deadline, "the run never reached epoch 2"
         time.sleep(0.1)
     killed.send_signal(signal.SIGKILL)
