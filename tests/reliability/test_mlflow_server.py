@@ -70,7 +70,7 @@ def start_server(root: Path) -> Server:
     while True:
         if process.poll() is not None or time.monotonic() > deadline:
             server.stop()
-            pytest.fail(f"mlflow server did not answer within 60 s:\n{(root / 'server.log').read_text(encoding="utf-8", errors="replace")[-3000:]}")
+            pytest.fail(f"mlflow server did not answer within 60 s:\n{(root / 'server.log').read_text(encoding='utf-8', errors='replace')[-3000:]}")
         with contextlib.suppress(requests.ConnectionError):
             if requests.get(f"{server.uri}/health", timeout=2).ok:
                 return server
