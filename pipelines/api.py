@@ -183,9 +183,12 @@ def train(
     bundle_dir = resolve_bundle(bundle)
     # fail early, naming the file: a broken datalist, a missing, unreadable or mismatched image/label pair
     declared = _config_values(
-        bundle_dir, ["train.json"], label_values=LABEL_VALUES, training_subsets=["train", "validation"]
+        bundle_dir, ["train.json"], label_values=LABEL_VALUES, training_subsets=["train", "validation"],
+        path_fields=["image", "label"],
     )
-    check_split(data, fold, declared["training_subsets"], max_cases, declared["label_values"])
+    check_split(
+        data, fold, declared["training_subsets"], max_cases, declared["label_values"], declared["path_fields"]
+    )
     output = Path(output)
     checkpoint = output / "models" / "checkpoint.pt"
     if resume and not checkpoint.is_file():
@@ -210,21 +213,21 @@ def train(
     start = time.perf_counter()
     _run(workflow)
     trainer = workflow.parser.get_parsed_content("train#trainer")
-    validator = workflow.parser.get_parsed_content("validate#evaluator")
-    key_metric = str(getattr(validator.state, "key_metric_name", None) or "val_mean_dice")
-    summary = {
-        "bundle": bundle_dir.name,
-        "split": split_name(fold),
-        "epochs": trainer.state.epoch,
+    summary: dict[str, Any] = {"bundle": bundle_dir.name, "split": split_name(fold), "epochs": trainer.state.epoch}
+    if "validate#evaluator" in workflow.parser:  # a generative bundle may have no validation
+        validator = workflow.parser.get_parsed_content("validate#evaluator")
+        key_metric = str(getattr(validator.state, "key_metric_name", None) or "val_mean_dice")
         # segmentation bundles report best_val_dice (their key metric, val_mean_dice); others best_<key metric>
-        "best_val_dice" if key_metric == "val_mean_dice" else f"best_{key_metric}": float(validator.state.best_metric),
-        "best_epoch": int(validator.state.best_metric_epoch),
+        best = "best_val_dice" if key_metric == "val_mean_dice" else f"best_{key_metric}"
+        summary[best] = float(validator.state.best_metric)
+        summary["best_epoch"] = int(validator.state.best_metric_epoch)
+    summary.update({
         "images_per_s": float(trainer.state.metrics.get("images_per_s", float("nan"))),
         "train_time_s": float(trainer.state.metrics.get("train_time_s", float("nan"))),
         "wall_time_s": time.perf_counter() - start,
         "best_checkpoint": str(output / "models" / "model.pt"),
         "resume_checkpoint": str(checkpoint),
-    }
+    })
     atomic_write_json(output / "train_summary.json", summary)
     return summary
 
@@ -248,8 +251,8 @@ def evaluate(
     bundle_dir = resolve_bundle(bundle)
     configs = ["train.json", "evaluate.json"]
     checkpoint = _checkpoint(bundle_dir, checkpoint, configs, overrides)
-    label_values = _config_values(bundle_dir, configs, label_values=LABEL_VALUES)["label_values"]
-    check_split(data, fold, (subset,), max_cases, label_values)
+    declared = _config_values(bundle_dir, configs, label_values=LABEL_VALUES, path_fields=["image", "label"])
+    check_split(data, fold, (subset,), max_cases, declared["label_values"], declared["path_fields"])
     output = writable_dir(output)
     override = {
         "dataset_dir": str(Path(data).resolve()),

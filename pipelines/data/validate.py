@@ -61,13 +61,20 @@ def check_pair(image: str | Path, label: str | Path, label_values: Sequence[int]
         raise InputError(label, f"label values {{{shown}}} outside {{{allowed}}}")
 
 
-def check_items(items: Iterable[Mapping[str, Any]], label_values: Sequence[int] | None = LABEL_VALUES) -> int:
-    """Check the ``image`` (and ``label``, when present) of every dataset item; return the number checked."""
+def check_items(
+    items: Iterable[Mapping[str, Any]],
+    label_values: Sequence[int] | None = LABEL_VALUES,
+    path_fields: Sequence[str] = ("image", "label"),
+) -> int:
+    """Check the ``image`` (and ``label``, when it is one of ``path_fields``) of every dataset item; return the
+    number checked. Images that are not NIfTI (MedNIST's PNGs) are only required to exist, as
+    :func:`~pipelines.data.datalist.split_items` already checked; a ``label`` outside ``path_fields`` is a class
+    index, not a file."""
     count = 0
     for item in items:
-        if "label" in item:
+        if "label" in item and "label" in path_fields:
             check_pair(item["image"], item["label"], label_values)
-        else:
+        elif str(item["image"]).endswith((".nii", ".nii.gz")):
             validate_nifti(item["image"])
         count += 1
     return count
@@ -79,6 +86,7 @@ def check_split(
     subsets: Sequence[str],
     max_cases: int | None = None,
     label_values: Sequence[int] | None = LABEL_VALUES,
+    path_fields: Sequence[str] = ("image", "label"),
 ) -> list[dict[str, Any]]:
     """Check the pairs of the ``subsets`` of ``split`` that a run will read (the first ``max_cases`` of each).
 
@@ -88,6 +96,7 @@ def check_split(
         subsets: e.g. ``("train", "validation")`` for training, ``("test",)`` for evaluation.
         max_cases: as given to the run.
         label_values: allowed label values (see :func:`check_pair`); None when the label is a target image.
+        path_fields: the item fields that are file paths (``["image"]`` for a datalist of class labels).
 
     Returns:
         The checked items.
@@ -95,8 +104,11 @@ def check_split(
     Raises:
         InputError: the datalist is missing or broken, lists a missing file, or a pair fails :func:`check_pair`.
     """
-    items = [item for subset in subsets for item in split_items(datalist, split, subset, max_cases)]
-    count = check_items(items, label_values)
+    items = [
+        item for subset in subsets
+        for item in split_items(datalist, split, subset, max_cases, path_fields=path_fields)
+    ]
+    count = check_items(items, label_values, path_fields)
     logger.info("checked %d cases of split %s (%s)", count, split_name(split), ", ".join(subsets))
     return items
 
