@@ -73,3 +73,13 @@ def brain_mr_ct_dir(brain_npz: Path, tmp_path_factory: pytest.TempPathFactory) -
     output = tmp_path_factory.mktemp("brain_mr_ct")
     brain_mr_ct.convert(brain_npz, output)
     return output
+
+
+@pytest.fixture(scope="session")
+def mednist_dir(mednist_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real MedNIST zip converted once per session (``pipelines.data.mednist.convert``); read only."""
+    from pipelines.data import mednist
+
+    output = tmp_path_factory.mktemp("mednist")
+    mednist.convert(mednist_zip, output)
+    return output

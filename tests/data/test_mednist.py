@@ -31,11 +31,9 @@ def members(mednist_zip: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def converted(mednist_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real zip converted once for this module; tests must not modify it."""
-    output = tmp_path_factory.mktemp("mednist")
-    mednist.convert(mednist_zip, output)
-    return output
+def converted(mednist_dir: Path) -> Path:
+    """The real zip converted once per session; tests must not modify it."""
+    return mednist_dir
 
 
 @pytest.fixture(scope="module")
