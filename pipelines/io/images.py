@@ -17,15 +17,18 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import SpatialImage
 
 from pipelines.errors import InputError
 from pipelines.io.atomic import atomic_path
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 __all__ = ["ImageInput", "discover_inputs", "to_nifti", "validate_nifti", "read_nifti", "spatial_shape"]
 
@@ -100,6 +103,7 @@ def to_nifti(inp: ImageInput, work_dir: Path) -> Path:
     Raises:
         InputError: the image cannot be read, or fails :func:`validate_nifti` (the message names ``inp.source``).
     """
+    import SimpleITK as sitk  # imported where needed: training and NIfTI-only runs never load ITK
     if inp.kind == "nifti":
         validate_nifti(inp.source)
         return inp.source
@@ -228,6 +232,7 @@ def _file_input(path: Path) -> ImageInput:
 
 def _series_of_file(path: Path) -> ImageInput:
     """The DICOM series in ``path``'s folder that contains ``path``."""
+    import SimpleITK as sitk  # imported where needed: training and NIfTI-only runs never load ITK
     folder = path.parent
     series = _series_in(folder)
     target = os.path.abspath(path)
@@ -241,6 +246,7 @@ def _series_of_file(path: Path) -> ImageInput:
 
 def _series_in(folder: Path) -> list[ImageInput]:
     """The DICOM series directly in ``folder``, named after the folder (plus a UID tail when there are several)."""
+    import SimpleITK as sitk  # imported where needed: training and NIfTI-only runs never load ITK
     with _quiet_itk():
         series_ids = sorted(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     base = Path(os.path.abspath(folder)).name
@@ -299,6 +305,7 @@ def _with_unique_names(inputs: list[ImageInput]) -> list[ImageInput]:
 
 def _read_sitk(inp: ImageInput) -> sitk.Image:
     """Read a NRRD/MetaImage file or a DICOM series with SimpleITK."""
+    import SimpleITK as sitk  # imported where needed: training and NIfTI-only runs never load ITK
     try:
         if inp.kind != "dicom":
             return sitk.ReadImage(str(inp.source))
@@ -328,6 +335,7 @@ def _short_reason(exc: Exception) -> str:
 @contextlib.contextmanager
 def _quiet_itk() -> Iterator[None]:
     """Silence ITK's stderr warnings (GDCM prints "No Series were found" for every non-DICOM folder)."""
+    import SimpleITK as sitk  # imported where needed: training and NIfTI-only runs never load ITK
     previous = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
