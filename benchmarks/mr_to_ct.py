@@ -22,6 +22,12 @@ files (uint8, what a user gets; ``pipelines evaluate`` scores the float output a
 the MAE also over the lower, middle and upper third of each patient's slices. ``<output>`` gets ``results.json``
 and the Markdown table ``results.md``.
 
+``--seeds 0,1,2,3`` trains each model row once per seed (the bundle's ``seed``: weights, sampling, augmentation;
+seed 0, the bundles' own, in ``<output>/<bundle>/``, others in ``<output>/<bundle>_seed<k>/``) and adds a row
+``<row> over seeds``: the mean ± std over seeds of the per-seed test means, the run-to-run spread that a single
+training hides. ``--workers N`` gives the training data loader N worker processes (for a GPU, where the CPU
+transforms are the bottleneck).
+
 ``--quick`` trains tiny networks (4 features at the first level, one residual block) for 2 epochs on one patient per subset: it checks
 the whole chain in a few minutes and is deterministic; its figures mean nothing about the method.
 """
@@ -119,10 +125,13 @@ def time_inference(bundle: str, data: Path, checkpoint: Path, max_cases: int | N
 
 
 def model_row(name: str, data: Path, output: Path, epochs: int | None, max_cases: int | None,
-              overrides: dict[str, Any]) -> dict[str, Any]:
+              overrides: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """Train (or reuse) one bundle, evaluate its best checkpoint on the test patients, time its inference."""
     bundle = MODELS[name]
-    run = output / bundle
+    run = output / (bundle if seed == 0 else f"{bundle}_seed{seed}")
+    if seed != 0:
+        overrides = {**overrides, "seed": seed}
+        name = f"{name} seed {seed}"
     summary_file = run / "train_summary.json"
     stamp = {"bundle": bundle, "epochs": epochs, "max_cases": max_cases, "overrides": overrides}
     stamp_file = run / "benchmark.json"
@@ -151,6 +160,18 @@ def model_row(name: str, data: Path, output: Path, epochs: int | None, max_cases
     }
 
 
+def over_seeds(name: str, summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over seeds of each seed's test mean (each seed weighs the same, whatever its patients)."""
+    out: dict[str, Any] = {"row": f"{name} over seeds", "bundle": None, "seeds": len(summaries)}
+    for metric in METRICS:
+        means = np.array([s[metric]["mean"] for s in summaries], float)
+        out[metric] = {"mean": float(means.mean()), "std": float(means.std())}
+    cases = summaries[0]["mae_by_case"]
+    for metric in ("mae", "ssim"):
+        out[f"{metric}_by_case"] = {c: float(np.mean([s[f"{metric}_by_case"][c] for s in summaries])) for c in cases}
+    return out
+
+
 def summarise(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in row.items() if k != "cases"}
     for metric in METRICS:
@@ -170,14 +191,16 @@ def markdown(summaries: list[dict[str, Any]], hardware: str, quick: bool) -> str
                              for m in METRICS[:3])]
         cells.append(" / ".join(f"{s[f'mae_{level}']['mean']:.1f}" for level in LEVELS))
         cells += [f"{s['mae_by_case'][c]:.1f}" for c in cases] + [f"{s['ssim_by_case'][c]:.3f}" for c in cases]
-        if s["bundle"]:
+        if s.get("seeds"):
+            cells += [f"{s['seeds']} seeds", "-", "-"]
+        elif s["bundle"]:
             cells += [f"{s['train_time_s']:.0f}", f"{s['epochs']} ({s['best_epoch']})", f"{s['inference_s_per_patient']:.2f}"]
         else:
             cells += ["-", "-", "-"]
         lines.append("| " + " | ".join(cells) + " |")
     note = "QUICK MODE: tiny networks, 2 epochs, 1 patient per subset; not a measurement of the method.\n\n" if quick else ""
     return (f"{note}Test patients of the seed split; MAE / PSNR / SSIM inside the head (body) mask on the 0..255 "
-            f"display scale, mean ± std over patients.\n\n" + "\n".join(lines) + f"\n\nHardware: {hardware}\n")
+            f"display scale, mean ± std over patients (rows `<model> over seeds`: over the seeds' means).\n\n" + "\n".join(lines) + f"\n\nHardware: {hardware}\n")
 
 
 def main() -> None:
@@ -189,7 +212,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override the bundles' schedules")
     parser.add_argument("--blur-sigma", type=float, default=2.0, help="Gaussian sigma (pixels) of the ct_blur row")
     parser.add_argument("--quick", action="store_true", help="tiny networks, 2 epochs, 1 patient per subset")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds of the model rows (default: 0)")
+    parser.add_argument("--workers", type=int, default=0, help="training data loader worker processes (GPU runs)")
     args = parser.parse_args()
+    seeds = [int(k) for k in args.seeds.split(",") if k.strip()]
     logging.basicConfig(level=logging.WARNING)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(rows) - set(ROWS))
@@ -205,7 +231,18 @@ def main() -> None:
         elif name == "ct_blur":
             row = blurred_ct_row(args.data, max_cases, args.blur_sigma)
         else:
-            row = model_row(name, args.data, args.output, epochs, max_cases, overrides)
+            if args.workers:
+                overrides = {**overrides, "train#dataloader#num_workers": args.workers,
+                             "train#dataloader#persistent_workers": True}
+            per_seed = []
+            for seed in seeds:
+                per_seed.append(summarise(model_row(name, args.data, args.output, epochs, max_cases, overrides, seed)))
+                print(json.dumps(json_safe(per_seed[-1])), flush=True)
+            summaries += per_seed
+            if len(per_seed) > 1:
+                summaries.append(over_seeds(name, per_seed))
+                print(json.dumps(json_safe(summaries[-1])), flush=True)
+            continue
         summaries.append(summarise(row))
         print(json.dumps(json_safe(summaries[-1])), flush=True)
     hardware = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "

@@ -102,6 +102,17 @@ def test_mr_to_ct_benchmark_quick(brain_mr_ct_dir: Path, tmp_path: Path) -> None
     assert rerun["cyclegan"]["train_time_s"] == rows["cyclegan"]["train_time_s"]
     assert rerun["cyclegan"]["mae"] == rows["cyclegan"]["mae"]
 
+    # a second seed: seed 0's run is reused, and the spread over seeds gets its own row
+    seeds = subprocess.run(command + ["--rows", "cyclegan", "--seeds", "0,1"], capture_output=True, encoding="utf-8",
+                           errors="replace", timeout=900)
+    assert seeds.returncode == 0, seeds.stderr[-3000:]
+    by_seed = {r["row"]: r for r in json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["rows"]}
+    assert list(by_seed) == ["cyclegan", "cyclegan seed 1", "cyclegan over seeds"]
+    assert by_seed["cyclegan"]["mae"] == rows["cyclegan"]["mae"]
+    maes = [by_seed[r]["mae"]["mean"] for r in ("cyclegan", "cyclegan seed 1")]
+    assert by_seed["cyclegan over seeds"]["mae"]["mean"] == pytest.approx(np.mean(maes))
+    assert by_seed["cyclegan over seeds"]["mae"]["std"] == pytest.approx(np.std(maes))
+
     # the quick runs are never passed off as a full run
     full = subprocess.run(command[:-1] + ["--rows", "paired"], capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert full.returncode != 0 and "made for another definition" in full.stderr
