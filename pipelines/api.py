@@ -33,7 +33,7 @@ DATASETS = ("sunnybrook", "brain_mr_ct", "mednist")
 
 __all__ = [
     "BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "explain", "synthesize",
-    "PredictionReport",
+    "load_network", "PredictionReport",
 ]
 
 
@@ -109,9 +109,20 @@ def _config_values(bundle_dir: Path, configs: Sequence[str], **defaults: Any) ->
 
 
 def _run(workflow: ConfigWorkflow) -> None:
+    """Initialise, run and finalise ``workflow``; a :class:`PipelineError` raised inside a config expression (which
+    MONAI wraps in ``RuntimeError("Failed to evaluate ...")``) comes out as itself, a one-line error."""
     workflow.initialize()
     try:
         workflow.run()
+    except RuntimeError as exc:
+        cause: BaseException | None = exc
+        seen: set[int] = set()
+        while cause is not None and not isinstance(cause, PipelineError) and id(cause) not in seen:
+            seen.add(id(cause))
+            cause = cause.__cause__
+        if not isinstance(cause, PipelineError):
+            raise
+        raise cause from exc
     finally:
         workflow.finalize()
 
@@ -304,6 +315,33 @@ def _checkpoint(
     if "network_def" in parser:
         check_weights(ckpt, parser.get_parsed_content("network_def"))
     return ckpt
+
+
+def load_network(bundle: str | Path, checkpoint: str | Path | None = None, key: str = "model") -> Any:
+    """A bundle's ``network_def`` (its train.json, layered on its base bundle's) with weights, in eval mode on the CPU.
+
+    Args:
+        bundle: bundle name or folder.
+        checkpoint: the weights (a bare state dict, or a checkpoint holding it under ``key``, read with
+            ``weights_only=True``); default the bundle's shipped ``models/model.pt``.
+        key: the network's name in a resumable checkpoint.
+
+    Raises:
+        InputError: no such bundle or file, an unreadable file, or weights of another network.
+    """
+    from monai.bundle import ConfigParser
+
+    from pipelines.io.weights import load_weights
+
+    bundle_dir = resolve_bundle(bundle)
+    ckpt = _checkpoint(bundle_dir, checkpoint, ["train.json"])
+    parser = ConfigParser()
+    parser.read_config(config_files(bundle_dir, ["train.json"]))
+    parser.update({"bundle_root": str(bundle_dir)})
+    network = parser.get_parsed_content("network_def")
+    state = load_weights(ckpt)
+    network.load_state_dict(state[key] if isinstance(state.get(key), dict) else state)
+    return network.eval()
 
 
 def _run_name(command: str) -> str:

@@ -37,13 +37,13 @@ def _array(value: Any) -> np.ndarray:
     return value.detach().cpu().float().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, float)
 
 
-def _cases(engine: Engine) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def engine_cases(engine: Engine) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """The (decollated output, batch entry) pair of each case of the engine's last iteration."""
     batch = engine.state.batch if isinstance(engine.state.batch, list) else [engine.state.batch]
     return list(zip(engine.state.output, batch))
 
 
-class _PerCaseHandler:
+class PerCaseHandler:
     """Collects one row per case in ``self.rows`` during an evaluator run: ``iteration_completed`` adds rows,
     ``epoch_completed`` uses them; the rows are cleared when a run starts."""
 
@@ -106,7 +106,7 @@ class SynthesisMetric(Metric):
         return float(np.mean(self._values))
 
 
-class SynthesisReport(_PerCaseHandler):
+class SynthesisReport(PerCaseHandler):
     """Per-case MAE, PSNR and SSIM of an evaluation run, as ``per_case.csv`` and ``metrics.json``.
 
     ``metrics.json`` holds ``cases`` (one dict per case), ``summary`` (mean, std, median over cases of each metric)
@@ -135,7 +135,7 @@ class SynthesisReport(_PerCaseHandler):
         self.rows: list[dict[str, Any]] = []
 
     def iteration_completed(self, engine: Engine) -> None:
-        for item, info in _cases(engine):
+        for item, info in engine_cases(engine):
             row: dict[str, Any] = {"case_id": str(info.get(self.id_key, f"case_{len(self.rows)}"))}
             if self.group_key:
                 row[self.group_key] = str(info.get(self.group_key, ""))
@@ -177,7 +177,7 @@ class SynthesisReport(_PerCaseHandler):
                     summary["psnr"]["mean"], summary["ssim"]["mean"])
 
 
-class SynthesisGrid(_PerCaseHandler):
+class SynthesisGrid(PerCaseHandler):
     """A PNG of input | synthetic | real | |synthetic - real| for the middle slice of each case of an evaluator run.
 
     Rewrites ``<output_dir>/<filename>`` after each run. As a validator's handler (MONAI's ``ValidationHandler``
@@ -218,7 +218,7 @@ class SynthesisGrid(_PerCaseHandler):
         self.rows: list[dict[str, Any]] = []
 
     def iteration_completed(self, engine: Engine) -> None:
-        for item, info in _cases(engine):
+        for item, info in engine_cases(engine):
             if len(self.rows) >= self.max_cases:
                 return
             pred, label = _array(item["pred"])[0], _array(item["label"])[0]

@@ -1,8 +1,9 @@
 """MONAI dictionary transforms that MONAI lacks: slice selection, NIfTI writing with the input's exact geometry,
 per-slice occlusion sensitivity figures."""
 
+from pipelines.transforms.rician import RicianNoised, rician_noise
 from pipelines.transforms.save_figures import SaveOcclusionFiguresd
 from pipelines.transforms.save_nifti import SaveNiftiLikeInputd
 from pipelines.transforms.slices import SelectSliced
 
-__all__ = ["SaveNiftiLikeInputd", "SaveOcclusionFiguresd", "SelectSliced"]
+__all__ = ["RicianNoised", "SaveNiftiLikeInputd", "SaveOcclusionFiguresd", "SelectSliced", "rician_noise"]
