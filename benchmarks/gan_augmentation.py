@@ -42,10 +42,7 @@ import torch
 
 from pipelines import api
 from pipelines.data.datalist import split_items
-from pipelines.evaluation.generative import frechet_distance
-from pipelines.evaluation.realism import (
-    classifier_two_sample_test, mask_plausibility, real_slices, segmentation_features, synthetic_slices,
-)
+from pipelines.evaluation.realism import realism_report
 from pipelines.io.atomic import atomic_write_json, atomic_write_text, json_safe
 from pipelines.io.console import tolerant_streams
 
@@ -76,23 +73,6 @@ def _train(bundle: str, data: Path, run: Path, fold: str, epochs: int | None, ov
     return api.train(bundle, data, run, epochs=epochs, fold=fold, resume=resume, overrides=overrides)
 
 
-def _realism(data: Path, fold: str, n: int, synthetic: Path, c2st_epochs: int) -> dict[str, float]:
-    """FD (with its real-vs-real floor), C2ST accuracy and mask plausibility of the synthetic pairs."""
-    unet = api.load_network(SEGMENTATION)
-    test = real_slices(data, fold, ("test",))
-    labelled = real_slices(data, fold, ("train",), max_cases=n)
-    pairs = synthetic_slices(synthetic)
-    images, masks = pairs["image"], pairs["label"]
-    test_features = segmentation_features(unet, test["image"])
-    return {
-        "frechet_distance": frechet_distance(test_features, segmentation_features(unet, images)),
-        "frechet_distance_real": frechet_distance(test_features, segmentation_features(unet, labelled["image"])),
-        "c2st_accuracy": classifier_two_sample_test(test["image"], images, epochs=c2st_epochs)["accuracy"],
-        "mask_plausibility": mask_plausibility(unet, images, masks)["mean_dice"],
-        "synthetic_pairs": len(images),
-    }
-
-
 def _log_to_run(run: Path, metrics: dict[str, float]) -> None:
     import mlflow
 
@@ -120,7 +100,7 @@ def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: boo
     if not (synthetic / "synthesis.json").is_file():
         api.synthesize(GAN, round(ratio * real_count), synthetic, checkpoint=gan_run / "models" / "model.pt",
                        overrides=QUICK["gan"] if quick else None)
-    realism = _realism(data, fold, n, synthetic, QUICK["c2st_epochs"] if quick else 15)
+    realism = realism_report(data, fold, synthetic, n_labelled=n, c2st_epochs=QUICK["c2st_epochs"] if quick else 15)
     _log_to_run(gan_run, realism)
     dice = {}
     segmentation = QUICK["segmentation"] if quick else {}

@@ -62,3 +62,11 @@ def test_synthesize_writes_reproducible_binary_pairs(quick_run: tuple[Path, dict
     assert json.loads((tmp_path / "a" / "datalist.json").read_text(encoding="utf-8"))["synthetic"] is True
     with pytest.raises(OutputExistsError):
         api.synthesize("mr_synthesis_gan", 4, tmp_path / "a", checkpoint=checkpoint, overrides=TINY)
+
+
+def test_shipped_generator_synthesizes_one_group(tmp_path: Path) -> None:
+    """`pipelines synthesize mr_synthesis_gan` works right after installation, and its metadata keys are there."""
+    summary = api.synthesize("mr_synthesis_gan", 3, tmp_path, label="hypertrophy")
+    assert summary["per_group"] == {"hypertrophy": 3} and len(summary["written"]) == 6
+    meta = json.loads((REPO / "bundles" / "mr_synthesis_gan" / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    assert {"version", "changelog", "network_data_format", "eval_metrics", "base_bundle"} <= meta.keys()

@@ -29,7 +29,7 @@ from torch import nn
 
 __all__ = [
     "classifier_two_sample_test", "mask_plausibility", "pair_image_features", "real_slices", "segmentation_features",
-    "synthetic_slices",
+    "realism_report", "synthetic_slices",
 ]
 
 logger = logging.getLogger(__name__)
@@ -177,3 +177,31 @@ def classifier_two_sample_test(
         logits = torch.cat([network(batch) for batch in torch.split(images[test], BATCH)])
     accuracy = float(((logits > 0).float() == targets[test]).float().mean())
     return {"accuracy": accuracy, "n_train": len(train), "n_test": len(test), "epochs": epochs}
+
+
+def realism_report(
+    data: str | Path, split: str | int, synthetic: str | Path, n_labelled: int | None = None, c2st_epochs: int = 15,
+    segmentation_checkpoint: str | Path | None = None,
+) -> dict[str, float]:
+    """The three measures for the pairs of a synthetic datalist, against the test patients of ``split``.
+
+    Returns ``frechet_distance`` (synthetic vs test images), ``frechet_distance_real`` (the floor: the first
+    ``n_labelled`` training patients' images vs the test images), ``c2st_accuracy`` (test images vs synthetic ones),
+    ``mask_plausibility`` (mean Dice) and ``synthetic_pairs``; the features and segmentations are those of the
+    ``lv_segmentation_unet`` network (shipped weights unless ``segmentation_checkpoint``).
+    """
+    from pipelines import api
+    from pipelines.evaluation.generative import frechet_distance
+
+    unet = api.load_network("lv_segmentation_unet", segmentation_checkpoint)
+    test = real_slices(data, split, ("test",))
+    labelled = real_slices(data, split, ("train",), max_cases=n_labelled)
+    pairs = synthetic_slices(synthetic)
+    test_features = segmentation_features(unet, test["image"])
+    return {
+        "frechet_distance": frechet_distance(test_features, segmentation_features(unet, pairs["image"])),
+        "frechet_distance_real": frechet_distance(test_features, segmentation_features(unet, labelled["image"])),
+        "c2st_accuracy": classifier_two_sample_test(test["image"], pairs["image"], epochs=c2st_epochs)["accuracy"],
+        "mask_plausibility": mask_plausibility(unet, pairs["image"], pairs["label"])["mean_dice"],
+        "synthetic_pairs": len(pairs["image"]),
+    }
