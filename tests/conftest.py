@@ -8,6 +8,7 @@ with the reason, where it is absent.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,15 @@ def mednist_dir(mednist_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     output = tmp_path_factory.mktemp("mednist")
     mednist.convert(mednist_zip, output)
     return output
+
+
+@pytest.fixture
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """One torch thread and no MLflow server inherited from the environment (the generative bundles' smoke tests)."""
+    import torch
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

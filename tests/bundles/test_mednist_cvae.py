@@ -26,10 +26,7 @@ BUNDLE = "mednist_cvae"
 TINY = {"channels": [4, 8, 8, 8], "latent_size": 4, "batch_size": 4, "figure_interval": 1}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -29,10 +29,7 @@ SHIPPED = api.BUNDLES_DIR / BUNDLE / "models" / "model.pt"
 CLASSIFIER = api.BUNDLES_DIR / "mednist_classifier" / "models" / "model.pt"  # scores generated images
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
