@@ -1,6 +1,6 @@
 """Paired MR / CT slices (``brain_mr_ct_paired.npz``) -> NIfTI volumes per patient and modality, head masks, datalist.
 
-Run: ``pipelines data brain_mr_ct --source PATH --output DIR`` (once the CLI lists it) or, from Python,
+Run: ``pipelines data brain_mr_ct --source PATH --output DIR`` or, from Python,
 ``pipelines.data.brain_mr_ct.prepare(DIR, source=PATH)``. The file has no public download address and must never be
 redistributed, so it is only ever looked for locally (``--source`` or ``PIPELINES_DATA``), checked by sha256.
 

@@ -1,6 +1,6 @@
 """MedNIST-style 64x64 images (``MedNIST_64x64_500.zip``) -> one lossless PNG per image, class labels, datalist.
 
-Run: ``pipelines data mednist --source PATH --output DIR`` (once the CLI lists it) or, from Python,
+Run: ``pipelines data mednist --source PATH --output DIR`` or, from Python,
 ``pipelines.data.mednist.prepare(DIR, source=PATH)``. No download address serving this exact file has been verified,
 so it is only ever looked for locally (``--source`` or ``PIPELINES_DATA``), checked by sha256.
 
