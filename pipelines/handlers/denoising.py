@@ -20,11 +20,10 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 from ignite.engine import Engine
-from ignite.metrics import Metric
 from monai.handlers import from_engine
 
 from pipelines.evaluation.denoising import as_volume, denoising_metrics
-from pipelines.handlers.synthesis import PerCaseHandler, engine_cases
+from pipelines.handlers.synthesis import CaseMeanMetric, PerCaseHandler, engine_cases
 from pipelines.io.atomic import atomic_write_json, atomic_write_text, json_safe
 from pipelines.visualize.denoising import denoising_grid
 
@@ -40,7 +39,7 @@ def level_name(sigma: float) -> str:
     return f"{float(sigma):g}"
 
 
-class DenoisingMetric(Metric):
+class DenoisingMetric(CaseMeanMetric):
     """PSNR (dB) or SSIM of each denoised volume against the clean one, averaged over the cases of a run.
 
     Args:
@@ -49,34 +48,18 @@ class DenoisingMetric(Metric):
         output_transform: maps ``engine.state.output`` to ``(preds, labels)`` lists.
     """
 
+    names = METRICS
+
     def __init__(
         self,
         metric: str = "psnr",
         data_range: float = 1.0,
         output_transform: Callable[[Any], Any] = from_engine(["pred", "label"]),
     ) -> None:
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        self.metric = metric
-        self.data_range = float(data_range)
-        self._values: list[float] = []
-        super().__init__(output_transform=output_transform)
+        super().__init__(metric, data_range, output_transform)
 
-    def reset(self) -> None:
-        self._values = []
-
-    def iteration_completed(self, engine: Engine) -> None:
-        # Ignite's default would split the per-case lists into single-case updates with an added batch dimension
-        self.update(self._output_transform(engine.state.output))
-
-    def update(self, output: Sequence[Sequence[torch.Tensor]]) -> None:
-        for pred, label in zip(*output):
-            self._values.append(denoising_metrics(pred, label, self.data_range)[self.metric])
-
-    def compute(self) -> float:
-        if not self._values:
-            raise RuntimeError("DenoisingMetric has no case to average")
-        return float(np.mean(self._values))
+    def scores(self, pred: torch.Tensor, label: torch.Tensor) -> dict[str, float]:
+        return denoising_metrics(pred, label, self.data_range)
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:

@@ -28,7 +28,7 @@ from pipelines.visualize.figures import synthesis_grid
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SynthesisMetric", "SynthesisReport", "SynthesisGrid", "METRICS"]
+__all__ = ["CaseMeanMetric", "SynthesisMetric", "SynthesisReport", "SynthesisGrid", "METRICS"]
 
 METRICS = ("mae", "psnr", "ssim")
 
@@ -67,7 +67,50 @@ class PerCaseHandler:
         raise NotImplementedError
 
 
-class SynthesisMetric(Metric):
+class CaseMeanMetric(Metric):
+    """One named score per case (volume), averaged over the cases of an evaluation run.
+
+    A subclass names its scores (``names``) and computes them for one case (:meth:`scores`) from the per-case
+    entries of the decollated output that ``output_transform`` picks (e.g. ``pred``, ``label``, ``mask``).
+
+    Args:
+        metric: which of ``names`` this metric reports.
+        data_range: intensity range of ``pred`` and ``label``.
+        output_transform: maps ``engine.state.output`` to parallel lists of per-case entries.
+    """
+
+    names: tuple[str, ...] = ()
+
+    def __init__(self, metric: str, data_range: float, output_transform: Callable[[Any], Any]) -> None:
+        if metric not in self.names:
+            raise ValueError(f"metric must be one of {self.names}, got {metric!r}")
+        self.metric = metric
+        self.data_range = float(data_range)
+        self._values: list[float] = []
+        super().__init__(output_transform=output_transform)
+
+    def scores(self, *case: torch.Tensor) -> dict[str, float]:
+        """Every score of ``names`` for one case."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self._values = []
+
+    def iteration_completed(self, engine: Engine) -> None:
+        # Ignite's default would split the per-case lists into (y_pred, y) pairs with an added batch dimension
+        self.update(self._output_transform(engine.state.output))
+
+    def update(self, output: Sequence[Sequence[torch.Tensor]]) -> None:
+        for case in zip(*output):
+            self._values.append(self.scores(*case)[self.metric])
+
+    def compute(self) -> float:
+        if not self._values:
+            raise RuntimeError(f"{type(self).__name__} has no case to average")
+        return float(np.mean(self._values))
+
+
+class SynthesisMetric(CaseMeanMetric):
     """One of ``mae``, ``psnr``, ``ssim`` inside the mask, averaged over the cases of an evaluation run.
 
     Args:
@@ -76,34 +119,18 @@ class SynthesisMetric(Metric):
         output_transform: maps ``engine.state.output`` to ``(preds, labels, masks)`` lists.
     """
 
+    names = METRICS
+
     def __init__(
         self,
         metric: str = "mae",
         data_range: float = 255.0,
         output_transform: Callable[[Any], Any] = from_engine(["pred", "label", "mask"]),
     ) -> None:
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-        self.metric = metric
-        self.data_range = float(data_range)
-        self._values: list[float] = []
-        super().__init__(output_transform=output_transform)
+        super().__init__(metric, data_range, output_transform)
 
-    def reset(self) -> None:
-        self._values = []
-
-    def iteration_completed(self, engine: Engine) -> None:
-        # Ignite's default would read a 3-sequence of per-case lists as a malformed (y_pred, y) pair
-        self.update(self._output_transform(engine.state.output))
-
-    def update(self, output: Sequence[Sequence[torch.Tensor]]) -> None:
-        for pred, label, mask in zip(*output):
-            self._values.append(synthesis_metrics(pred, label, mask, self.data_range)[self.metric])
-
-    def compute(self) -> float:
-        if not self._values:
-            raise RuntimeError("SynthesisMetric has no case to average")
-        return float(np.mean(self._values))
+    def scores(self, pred: torch.Tensor, label: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        return synthesis_metrics(pred, label, mask, self.data_range)
 
 
 class SynthesisReport(PerCaseHandler):
