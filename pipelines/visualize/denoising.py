@@ -8,20 +8,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from pipelines.visualize.figures import save_figure
+from pipelines.visualize.figures import image_grid_axes, save_figure
 
 __all__ = ["denoising_figure", "denoising_grid"]
 
 
 def denoising_figure(rows: Sequence[Mapping[str, object]], data_range: float = 1.0, title: str = "") -> Figure:
     """Build the grid of :func:`denoising_grid` without writing it."""
-    count = max(len(rows), 1)
-    fig = Figure(figsize=(2.6 * 4, 2.7 * count), layout="constrained")
-    axes = fig.subplots(count, 4, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=10)
+    fig, axes = image_grid_axes(len(rows), 4, title)
     for row, item in enumerate(rows):
         noisy, pred, clean = (np.asarray(item[k], float) for k in ("image", "pred", "label"))
         name = item.get("name") or f"item {row}"

@@ -307,6 +307,18 @@ def occlusion_figure(
 # ----------------------------------------------------------------------------------------------------- synthesis
 
 
+def image_grid_axes(rows: int, columns: int = 4, title: str = "") -> tuple[Figure, np.ndarray]:
+    """A figure of ``rows`` x ``columns`` image panels (axes off, ``[rows, columns]`` array), with an optional title."""
+    count = max(int(rows), 1)
+    fig = Figure(figsize=(2.6 * columns, 2.7 * count), layout="constrained")
+    axes = fig.subplots(count, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig, axes
+
+
 def synthesis_figure(
     rows: Sequence[Mapping[str, object]],
     image_range: Sequence[float] = (-1.0, 1.0),
@@ -314,13 +326,7 @@ def synthesis_figure(
     title: str = "",
 ) -> Figure:
     """Build the grid described in :func:`synthesis_grid` without writing it."""
-    count = max(len(rows), 1)
-    fig = Figure(figsize=(2.6 * 4, 2.7 * count), layout="constrained")
-    axes = fig.subplots(count, 4, squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    if title:
-        fig.suptitle(title, fontsize=10)
+    fig, axes = image_grid_axes(len(rows), 4, title)
     for row, item in enumerate(rows):
         pred = np.asarray(item["pred"], float)
         label = np.asarray(item["label"], float)
