@@ -49,15 +49,3 @@ def test_shipped_weights_reproduce_the_published_accuracy(mednist_dir: Path, tmp
     for name, accuracy in published["per_class_accuracy"].items():
         assert metrics["per_class"][name] == {"accuracy": pytest.approx(accuracy), "cases": 100}
     assert sum(map(sum, metrics["confusion_matrix"])) == 600
-
-
-def test_metadata_has_the_model_zoo_keys_and_the_configs_exist() -> None:
-    bundle_dir = api.BUNDLES_DIR / BUNDLE
-    meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text(encoding="utf-8"))
-    for key in ("version", "changelog", "monai_version", "pytorch_version", "numpy_version", "task", "description",
-                "authors", "copyright", "network_data_format", "intended_use", "data_source", "references",
-                "eval_metrics"):
-        assert key in meta, key
-    assert meta["version"] in meta["changelog"]
-    assert (bundle_dir / "LICENSE").is_file() and (bundle_dir / "docs" / "README.md").is_file()
-    assert api.config_files(bundle_dir, ["train.json", "evaluate.json"])
