@@ -25,6 +25,14 @@ The table gives, per n, the mean ± std over folds of the test Dice without and 
 difference, and the realism measures. Finished steps are reused (a second call only re-reads them); a folder made
 with other options is refused. ``--quick`` runs tiny networks for 2 epochs on fold 0 with 3 patients: it checks the
 chain in minutes and its figures mean nothing about the method.
+
+``--gan mr_synthesis_pix2pix`` uses the mask-conditioned generator instead of the joint one: its synthetic pairs are
+images drawn for the row's own training masks under random deformations. ``--control`` then adds a third arm trained
+on the *real* images under the very same deformations (same seed, same masks), so the table separates what the
+generator adds from what the deformations alone add.
+
+    python benchmarks/gan_augmentation.py --data work_data/sunnybrook --output runs/p2p_aug --sizes 3 \
+        --gan mr_synthesis_pix2pix --control
 """
 
 from __future__ import annotations
@@ -50,7 +58,8 @@ logger = logging.getLogger("benchmarks.gan_augmentation")
 
 GAN, SEGMENTATION = "mr_synthesis_gan", "lv_segmentation_unet"
 QUICK = {
-    "gan": {"g_channels": [16, 8, 8, 4], "d_channels": [4, 8, 8, 16], "latent_size": 16, "val_interval": 1},
+    GAN: {"g_channels": [16, 8, 8, 4], "d_channels": [4, 8, 8, 16], "latent_size": 16, "val_interval": 1},
+    "mr_synthesis_pix2pix": {"g_channels": [4, 8, 8], "disc_channels": 4, "samples_per_epoch": 64, "val_interval": 1},
     "segmentation": {"batch_size": 8},
     "epochs": 2, "c2st_epochs": 2,
 }
@@ -82,11 +91,15 @@ def _log_to_run(run: Path, metrics: dict[str, float]) -> None:
         client.log_metric(record["run_id"], f"realism_{key}", float(value))
 
 
-def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: bool) -> dict[str, Any]:
-    """One (fold, n) row: GAN, synthesis, realism, and the two segmentation arms."""
+def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: bool, gan_bundle: str = GAN,
+        control: bool = False) -> dict[str, Any]:
+    """One (fold, n) row: GAN, synthesis, realism, and the segmentation arms (with ``control``, a third arm on the
+    real images under the synthesis deformations, for mask-conditioned bundles)."""
     folder = output / f"fold{fold}_n{size}"
     done = folder / "row.json"
-    definition = {"fold": fold, "size": size, "ratio": ratio, "quick": quick}
+    definition: dict[str, Any] = {"fold": fold, "size": size, "ratio": ratio, "quick": quick}
+    if gan_bundle != GAN or control:  # older folders of the default benchmark stay valid
+        definition.update(gan=gan_bundle, control=control)
     _stamped(folder, definition)
     if done.is_file():
         return json.loads(done.read_text(encoding="utf-8"))
@@ -94,18 +107,25 @@ def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: boo
     epochs = QUICK["epochs"] if quick else None
     limit = {"train#items#max_cases": n}
     gan_run = folder / "gan"
-    gan = _train(GAN, data, gan_run, fold, epochs, {**limit, **(QUICK["gan"] if quick else {})})
+    gan_overrides = {**limit, **(QUICK[gan_bundle] if quick else {})}
+    gan = _train(gan_bundle, data, gan_run, fold, epochs, gan_overrides)
     real_count = sum(item["num_slices"] for item in split_items(data, fold, "train", max_cases=n))
+    # a mask-conditioned bundle deforms the masks of its own training patients: the row's fold and n patients
+    synthesis = {**gan_overrides, "dataset_dir": str(Path(data).resolve()), "split": fold}
     synthetic = folder / "synthetic"
-    if not (synthetic / "synthesis.json").is_file():
-        api.synthesize(GAN, round(ratio * real_count), synthetic, checkpoint=gan_run / "models" / "model.pt",
-                       overrides=QUICK["gan"] if quick else None)
+    arms: dict[str, Path | None] = {"without": None, "with": synthetic}
+    if control:
+        arms["control"] = folder / "deformed_real"
+    for arm, source in (("with", "generator"), ("control", "real")):
+        if arm in arms and not (arms[arm] / "synthesis.json").is_file():
+            api.synthesize(gan_bundle, round(ratio * real_count), arms[arm], checkpoint=gan_run / "models" / "model.pt",
+                           overrides={**synthesis, **({"source": source} if control else {})})
     realism = realism_report(data, fold, synthetic, n_labelled=n, c2st_epochs=QUICK["c2st_epochs"] if quick else 15)
     _log_to_run(gan_run, realism)
     dice = {}
     segmentation = QUICK["segmentation"] if quick else {}
-    for arm, mix in (("without", {}), ("with", {"synthetic_datalist": str(synthetic / "datalist.json"),
-                                                "synthetic_ratio": ratio})):
+    for arm, pairs in arms.items():
+        mix = {} if pairs is None else {"synthetic_datalist": str(pairs / "datalist.json"), "synthetic_ratio": ratio}
         run = folder / f"segmentation_{arm}"
         _train(SEGMENTATION, data, run, fold, epochs, {**limit, **segmentation, **mix})
         metrics = api.evaluate(SEGMENTATION, data, run / "models" / "model.pt", run / "evaluation", fold=fold,
@@ -114,6 +134,9 @@ def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: boo
     result = {"fold": fold, "size": size, "labelled_patients": n, "real_slices": real_count,
               "gan_best_epoch": gan.get("best_epoch"), "dice_without": dice["without"], "dice_with": dice["with"],
               "dice_gain": dice["with"] - dice["without"], **realism}
+    if control:
+        result.update(dice_control=dice["control"], control_gain=dice["control"] - dice["without"],
+                      gan_gain_over_control=dice["with"] - dice["control"])
     atomic_write_json(done, json_safe(result))
     return result
 
@@ -124,7 +147,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         group = [r for r in rows if r["size"] == size]
         entry: dict[str, Any] = {"folds": [r["fold"] for r in group], "labelled_patients": group[0]["labelled_patients"]}
         for key in ("dice_without", "dice_with", "dice_gain", "frechet_distance", "frechet_distance_real",
-                    "c2st_accuracy", "mask_plausibility"):
+                    "c2st_accuracy", "mask_plausibility", "dice_control", "control_gain", "gan_gain_over_control"):
+            if any(key not in r for r in group):
+                continue
             values = [float(r[key]) for r in group]
             entry[key] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values)}
         by_size[size] = entry
@@ -135,16 +160,23 @@ def markdown(summary: dict[str, dict[str, Any]], hardware: str, quick: bool) -> 
     def pm(entry: dict[str, float], digits: int = 3) -> str:
         return f"{entry['mean']:.{digits}f} ± {entry['std']:.{digits}f}"
 
-    head = ["labelled patients", "folds", "Dice without", "Dice with synthetic", "gain", "FD synthetic (real floor)",
-            "C2ST accuracy", "mask plausibility"]
+    def signed(entry: dict[str, float]) -> str:
+        return f"{entry['mean']:+.3f} ± {entry['std']:.3f}"
+
+    control = any("dice_control" in s for s in summary.values())
+    head = ["labelled patients", "folds", "Dice without", "Dice with synthetic", "gain"]
+    head += ["Dice with deformed real (control)", "control gain", "synthetic minus control"] if control else []
+    head += ["FD synthetic (real floor)", "C2ST accuracy", "mask plausibility"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for size, s in summary.items():
-        lines.append("| " + " | ".join([
-            f"{size} ({s['labelled_patients']})" if size == "all" else size, str(len(s["folds"])),
-            pm(s["dice_without"]), pm(s["dice_with"]), f"{s['dice_gain']['mean']:+.3f} ± {s['dice_gain']['std']:.3f}",
-            f"{s['frechet_distance']['mean']:.3f} ({s['frechet_distance_real']['mean']:.3f})",
-            pm(s["c2st_accuracy"], 2), pm(s["mask_plausibility"], 3),
-        ]) + " |")
+        cells = [f"{size} ({s['labelled_patients']})" if size == "all" else size, str(len(s["folds"])),
+                 pm(s["dice_without"]), pm(s["dice_with"]), signed(s["dice_gain"])]
+        if control:
+            cells += ([pm(s["dice_control"]), signed(s["control_gain"]), signed(s["gan_gain_over_control"])]
+                      if "dice_control" in s else ["-"] * 3)
+        cells += [f"{s['frechet_distance']['mean']:.3f} ({s['frechet_distance_real']['mean']:.3f})",
+                  pm(s["c2st_accuracy"], 2), pm(s["mask_plausibility"], 3)]
+        lines.append("| " + " | ".join(cells) + " |")
     note = "QUICK MODE: tiny networks, 2 epochs; not a measurement of the method.\n\n" if quick else ""
     return (f"{note}Test patients of each fold; mean per-patient myocardium Dice, mean ± std over folds.\n\n"
             + "\n".join(lines) + f"\n\nHardware: {hardware}\n")
@@ -159,13 +191,19 @@ def main() -> None:
     parser.add_argument("--sizes", default="3,6,12,all", help="comma-separated numbers of labelled patients, or all")
     parser.add_argument("--ratio", type=float, default=1.0, help="synthetic slices per real slice")
     parser.add_argument("--quick", action="store_true", help="tiny networks, 2 epochs, fold 0, 3 patients")
+    parser.add_argument("--gan", default=GAN, choices=sorted(k for k in QUICK if k.startswith("mr_")),
+                        help="the generative bundle: the joint image + mask GAN, or the mask-conditioned pix2pix")
+    parser.add_argument("--control", action="store_true",
+                        help="also train on the real images under the synthesis deformations (mask-conditioned only)")
     args = parser.parse_args()
+    if args.control and args.gan == GAN:
+        parser.error("--control needs a mask-conditioned --gan (the joint GAN draws its own masks)")
     logging.basicConfig(level=logging.WARNING)
     folds, sizes = (["0"], ["3"]) if args.quick else (args.folds.split(","), args.sizes.split(","))
     rows = []
     for size in sizes:
         for fold in folds:
-            rows.append(row(args.data, args.output, fold, size, args.ratio, args.quick))
+            rows.append(row(args.data, args.output, fold, size, args.ratio, args.quick, args.gan, args.control))
             print(json.dumps(rows[-1]), flush=True)
     hardware = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                 f"{torch.get_num_threads()} thread(s)")

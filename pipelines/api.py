@@ -60,16 +60,24 @@ def config_files(bundle_dir: Path, configs: Sequence[str]) -> list[str]:
 
     A bundle that shares another's data and transform graph names it in ``configs/metadata.json`` as
     ``"base_bundle"``; each of its configs is then layered over the base bundle's config of the same name (the same
-    list ``python -m monai.bundle run --config_file "[...]"`` takes). Files a bundle lacks are skipped, but every
-    config asked for must exist in the bundle or its base.
+    list ``python -m monai.bundle run --config_file "[...]"`` takes). A base may have a base of its own: the chain
+    is layered from its root. Files a bundle lacks are skipped, but every config asked for must exist in the bundle
+    or one of its bases.
     """
-    bundle_dir = Path(bundle_dir)
-    meta_file = bundle_dir / "configs" / "metadata.json"
-    base_name = json.loads(meta_file.read_text(encoding="utf-8")).get("base_bundle") if meta_file.is_file() else None
-    base_dir = resolve_bundle(base_name) if base_name else None
+    chain = [Path(bundle_dir)]
+    while True:
+        meta_file = chain[0] / "configs" / "metadata.json"
+        base_name = json.loads(meta_file.read_text(encoding="utf-8")).get("base_bundle") if meta_file.is_file() else None
+        if not base_name:
+            break
+        base_dir = resolve_bundle(base_name)
+        if base_dir in (d.resolve() for d in chain):
+            raise InputError(meta_file, f"base_bundle {base_name!r} makes a cycle of bases")
+        chain.insert(0, base_dir)
+    bundle_dir = chain[-1]
     files: list[str] = []
     for name in configs:
-        layers = [d / "configs" / name for d in (base_dir, bundle_dir) if d is not None]
+        layers = [d / "configs" / name for d in chain]
         present = [str(f) for f in layers if f.is_file()]
         if not present:
             raise InputError(bundle_dir / "configs" / name, "this bundle has no such config")
@@ -537,6 +545,7 @@ def synthesize(
     overwrite: bool = False,
     tracking_uri: str | None = None,
     overrides: dict[str, Any] | None = None,
+    data: str | Path | None = None,
 ) -> dict[str, Any]:
     """Draw ``count`` samples from a generative bundle's ``configs/synthesize.json`` into ``output``.
 
@@ -545,8 +554,9 @@ def synthesize(
     class, NIfTI image / mask pairs with a datalist) is the bundle's choice, and the same seed gives the same files.
     Weights default to the bundle's shipped ``models/model.pt`` and are checked against its ``network_def``. Existing
     files stop the run before anything is drawn unless ``overwrite``. The run is logged to MLflow only when
-    ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store. Returns the summary also saved as
-    ``<output>/synthesis.json``.
+    ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store. ``data`` is the prepared dataset of bundles that
+    draw from real data (``mr_synthesis_pix2pix`` deforms the masks of its training patients); default the
+    bundle's ``dataset_dir``. Returns the summary also saved as ``<output>/synthesis.json``.
     """
     from pipelines.generate import SUMMARY_FILE
 
@@ -563,6 +573,7 @@ def synthesize(
         "overwrite": overwrite,
         "run_name": _run_name("synthesize"),
         **_tracking(tracking_uri),
+        **({"dataset_dir": str(Path(data).resolve())} if data is not None else {}),
         **(overrides or {}),
     }
     track = bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))

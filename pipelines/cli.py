@@ -8,6 +8,7 @@
         [--stride N] [--occlusion mean|blur|zero] [--batch-size N] [--bbox RMIN RMAX CMIN CMAX]
         [--score dice|mean_probability]
     pipelines synthesize BUNDLE --count N --output DIR [--label CLASS] [--checkpoint FILE] [--seed S] [--overwrite]
+                         [--data DIR]
 
 Exit status: 0 when everything asked for succeeded, 1 when some inputs failed, 2 on an error (one line on stderr).
 """
@@ -108,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     synthesize.add_argument("--seed", type=int, default=0, help="sampling seed: the same seed writes the same files")
     synthesize.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     synthesize.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else untracked)")
+    synthesize.add_argument("--data", help="prepared dataset, for bundles that deform real masks (mr_synthesis_pix2pix)")
     return parser
 
 
@@ -204,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_json(
                 api.synthesize(
                     args.bundle, args.count, args.output, label=args.label, checkpoint=args.checkpoint,
-                    seed=args.seed, overwrite=args.overwrite, tracking_uri=args.tracking_uri,
+                    seed=args.seed, overwrite=args.overwrite, tracking_uri=args.tracking_uri, data=args.data,
                 )
             )
     except PipelineError as exc:

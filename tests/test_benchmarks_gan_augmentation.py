@@ -70,3 +70,32 @@ def test_shipped_generator_synthesizes_one_group(tmp_path: Path) -> None:
     assert summary["per_group"] == {"hypertrophy": 3} and len(summary["written"]) == 6
     meta = json.loads((REPO / "bundles" / "mr_synthesis_gan" / "configs" / "metadata.json").read_text(encoding="utf-8"))
     assert {"version", "changelog", "network_data_format", "eval_metrics", "base_bundle"} <= meta.keys()
+
+
+def test_mask_conditioned_rows_with_the_deformed_real_control(sunnybrook_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "p2p"
+    command = [sys.executable, str(REPO / "benchmarks" / "gan_augmentation.py"), "--data", str(sunnybrook_dir),
+               "--output", str(output), "--quick", "--gan", "mr_synthesis_pix2pix", "--control"]
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads((output / "results.json").read_text(encoding="utf-8"))["rows"]
+    assert row["control_gain"] == pytest.approx(row["dice_control"] - row["dice_without"])
+    assert row["gan_gain_over_control"] == pytest.approx(row["dice_with"] - row["dice_control"])
+    folder = output / "fold0_n3"
+    synthetic, control = (json.loads((folder / f / "datalist.json").read_text(encoding="utf-8"))["cases"]
+                          for f in ("synthetic", "deformed_real"))
+    assert len(synthetic) == len(control) == row["real_slices"]
+    for a, b in zip(synthetic[:4], control[:4]):  # the control's masks are the synthetic pairs' masks
+        assert (folder / "synthetic" / a["label"]).read_bytes() == (folder / "deformed_real" / b["label"]).read_bytes()
+    assert "control gain" in (output / "results.md").read_text(encoding="utf-8")
+    # the generator was trained on the row's 3 labelled patients only
+    record = json.loads((folder / "gan" / "mlflow_run.json").read_text(encoding="utf-8"))
+    run = mlflow.MlflowClient(record["tracking_uri"]).get_run(record["run_id"])
+    assert run.data.params["train_cases"].count(",") == 2
+
+
+def test_control_needs_a_mask_conditioned_generator(tmp_path: Path) -> None:
+    command = [sys.executable, str(REPO / "benchmarks" / "gan_augmentation.py"), "--data", str(tmp_path),
+               "--output", str(tmp_path / "x"), "--control"]
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
+    assert result.returncode == 2 and "--control needs a mask-conditioned --gan" in result.stderr

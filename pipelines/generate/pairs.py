@@ -87,9 +87,15 @@ class PairSynthesizer(ClassImageSynthesizer):
         with atomic_path(path, overwrite=self.overwrite) as tmp:
             nib.save(nib.Nifti1Image(array[..., None], self.affine), tmp)
 
-    def write(self, generator: torch.Generator) -> Mapping[str, Any]:
+    def draw(self, generator: torch.Generator) -> tuple[torch.Tensor, list[int]]:
+        """All ``count`` pairs ``[count, 2, H, W]`` (image, mask probability) and the group of each."""
         labels = torch.tensor(self.labels(), dtype=torch.long)
         pairs = torch.cat([self.decode(chunk, generator) for chunk in torch.split(labels, self.batch_size)])
+        return pairs, labels.tolist()
+
+    def write(self, generator: torch.Generator) -> Mapping[str, Any]:
+        pairs, groups = self.draw(generator)
+        labels = torch.tensor(groups, dtype=torch.long)
         if pairs.shape[1] != 2:
             raise ValueError(f"expected a two-channel (image, mask) generator, got {pairs.shape[1]} channels")
         cases, written = [], []
