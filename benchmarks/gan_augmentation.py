@@ -27,9 +27,10 @@ with other options is refused. ``--quick`` runs tiny networks for 2 epochs on fo
 chain in minutes and its figures mean nothing about the method.
 
 ``--gan mr_synthesis_pix2pix`` uses the mask-conditioned generator instead of the joint one: its synthetic pairs are
-images drawn for the row's own training masks under random deformations. ``--control`` then adds a third arm trained
-on the *real* images under the very same deformations (same seed, same masks), so the table separates what the
-generator adds from what the deformations alone add.
+images drawn for the row's own training masks under random deformations. ``--control`` then adds two arms: one trained on
+the *real* images under the very same deformations (same seed, same masks), which separates what the generator adds
+from what the deformations alone add; and one on the real slices alone for (1 + ratio) times the epochs, so that it
+takes as many iterations as the arms with synthetic slices (an epoch of theirs has (1 + ratio) times the slices).
 
     python benchmarks/gan_augmentation.py --data work_data/sunnybrook --output runs/p2p_aug --sizes 3 \
         --gan mr_synthesis_pix2pix --control
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.bundle import ConfigParser
 
 from pipelines import api
 from pipelines.data.datalist import split_items
@@ -77,7 +79,9 @@ def _stamped(folder: Path, definition: dict[str, Any]) -> None:
 def _train(bundle: str, data: Path, run: Path, fold: str, epochs: int | None, overrides: dict[str, Any]) -> dict:
     done = run / "train_summary.json"
     if done.is_file():
-        return json.loads(done.read_text(encoding="utf-8"))
+        finished = json.loads(done.read_text(encoding="utf-8"))
+        if not control or "dice_longer" in finished:  # rows made before the iteration-matched arm get it added
+            return finished
     resume = (run / "models" / "checkpoint.pt").is_file()
     return api.train(bundle, data, run, epochs=epochs, fold=fold, resume=resume, overrides=overrides)
 
@@ -93,8 +97,9 @@ def _log_to_run(run: Path, metrics: dict[str, float]) -> None:
 
 def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: bool, gan_bundle: str = GAN,
         control: bool = False) -> dict[str, Any]:
-    """One (fold, n) row: GAN, synthesis, realism, and the segmentation arms (with ``control``, a third arm on the
-    real images under the synthesis deformations, for mask-conditioned bundles)."""
+    """One (fold, n) row: GAN, synthesis, realism, and the segmentation arms. With ``control`` (mask-conditioned
+    bundles), two more arms: the real images under the synthesis deformations, and the real slices alone trained for
+    as many iterations as the arms with (1 + ratio) times the slices."""
     folder = output / f"fold{fold}_n{size}"
     done = folder / "row.json"
     definition: dict[str, Any] = {"fold": fold, "size": size, "ratio": ratio, "quick": quick}
@@ -102,7 +107,9 @@ def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: boo
         definition.update(gan=gan_bundle, control=control)
     _stamped(folder, definition)
     if done.is_file():
-        return json.loads(done.read_text(encoding="utf-8"))
+        finished = json.loads(done.read_text(encoding="utf-8"))
+        if not control or "dice_longer" in finished:  # rows made before the iteration-matched arm get it added
+            return finished
     n = len(split_items(data, fold, "train")) if size == "all" else int(size)
     epochs = QUICK["epochs"] if quick else None
     limit = {"train#items#max_cases": n}
@@ -115,19 +122,28 @@ def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: boo
     synthetic = folder / "synthetic"
     arms: dict[str, Path | None] = {"without": None, "with": synthetic}
     if control:
-        arms["control"] = folder / "deformed_real"
+        arms.update(control=folder / "deformed_real", longer=None)
     for arm, source in (("with", "generator"), ("control", "real")):
         if arm in arms and not (arms[arm] / "synthesis.json").is_file():
             api.synthesize(gan_bundle, round(ratio * real_count), arms[arm], checkpoint=gan_run / "models" / "model.pt",
                            overrides={**synthesis, **({"source": source} if control else {})})
-    realism = realism_report(data, fold, synthetic, n_labelled=n, c2st_epochs=QUICK["c2st_epochs"] if quick else 15)
-    _log_to_run(gan_run, realism)
+    realism_file = folder / "realism.json"
+    if realism_file.is_file():
+        realism = json.loads(realism_file.read_text(encoding="utf-8"))
+    else:
+        realism = realism_report(data, fold, synthetic, n_labelled=n,
+                                 c2st_epochs=QUICK["c2st_epochs"] if quick else 15)
+        _log_to_run(gan_run, realism)
+        atomic_write_json(realism_file, json_safe(realism))
     dice = {}
     segmentation = QUICK["segmentation"] if quick else {}
+    schedule = epochs or ConfigParser.load_config_files(api.config_files(api.resolve_bundle(SEGMENTATION),
+                                                                         ["train.json"]))["num_epochs"]
     for arm, pairs in arms.items():
         mix = {} if pairs is None else {"synthetic_datalist": str(pairs / "datalist.json"), "synthetic_ratio": ratio}
         run = folder / f"segmentation_{arm}"
-        _train(SEGMENTATION, data, run, fold, epochs, {**limit, **segmentation, **mix})
+        arm_epochs = round(schedule * (1 + ratio)) if arm == "longer" else epochs
+        _train(SEGMENTATION, data, run, fold, arm_epochs, {**limit, **segmentation, **mix})
         metrics = api.evaluate(SEGMENTATION, data, run / "models" / "model.pt", run / "evaluation", fold=fold,
                                overrides=segmentation)
         dice[arm] = metrics["summary"]["dice"]["mean"]
@@ -136,7 +152,8 @@ def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: boo
               "dice_gain": dice["with"] - dice["without"], **realism}
     if control:
         result.update(dice_control=dice["control"], control_gain=dice["control"] - dice["without"],
-                      gan_gain_over_control=dice["with"] - dice["control"])
+                      gan_gain_over_control=dice["with"] - dice["control"], dice_longer=dice["longer"],
+                      longer_gain=dice["longer"] - dice["without"], longer_epochs=round(schedule * (1 + ratio)))
     atomic_write_json(done, json_safe(result))
     return result
 
@@ -147,7 +164,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         group = [r for r in rows if r["size"] == size]
         entry: dict[str, Any] = {"folds": [r["fold"] for r in group], "labelled_patients": group[0]["labelled_patients"]}
         for key in ("dice_without", "dice_with", "dice_gain", "frechet_distance", "frechet_distance_real",
-                    "c2st_accuracy", "mask_plausibility", "dice_control", "control_gain", "gan_gain_over_control"):
+                    "c2st_accuracy", "mask_plausibility", "dice_control", "control_gain", "gan_gain_over_control",
+                    "dice_longer", "longer_gain"):
             if any(key not in r for r in group):
                 continue
             values = [float(r[key]) for r in group]
@@ -165,7 +183,8 @@ def markdown(summary: dict[str, dict[str, Any]], hardware: str, quick: bool) -> 
 
     control = any("dice_control" in s for s in summary.values())
     head = ["labelled patients", "folds", "Dice without", "Dice with synthetic", "gain"]
-    head += ["Dice with deformed real (control)", "control gain", "synthetic minus control"] if control else []
+    head += (["Dice with deformed real (control)", "control gain", "synthetic minus control",
+              "Dice without, as many iterations", "its gain"] if control else [])
     head += ["FD synthetic (real floor)", "C2ST accuracy", "mask plausibility"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for size, s in summary.items():
@@ -174,6 +193,7 @@ def markdown(summary: dict[str, dict[str, Any]], hardware: str, quick: bool) -> 
         if control:
             cells += ([pm(s["dice_control"]), signed(s["control_gain"]), signed(s["gan_gain_over_control"])]
                       if "dice_control" in s else ["-"] * 3)
+            cells += [pm(s["dice_longer"]), signed(s["longer_gain"])] if "dice_longer" in s else ["-"] * 2
         cells += [f"{s['frechet_distance']['mean']:.3f} ({s['frechet_distance_real']['mean']:.3f})",
                   pm(s["c2st_accuracy"], 2), pm(s["mask_plausibility"], 3)]
         lines.append("| " + " | ".join(cells) + " |")

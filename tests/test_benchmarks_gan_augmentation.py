@@ -81,6 +81,10 @@ def test_mask_conditioned_rows_with_the_deformed_real_control(sunnybrook_dir: Pa
     (row,) = json.loads((output / "results.json").read_text(encoding="utf-8"))["rows"]
     assert row["control_gain"] == pytest.approx(row["dice_control"] - row["dice_without"])
     assert row["gan_gain_over_control"] == pytest.approx(row["dice_with"] - row["dice_control"])
+    # the iteration-matched arm: twice the epochs of the quick schedule (ratio 1)
+    assert row["longer_epochs"] == 4 and row["longer_gain"] == pytest.approx(row["dice_longer"] - row["dice_without"])
+    longer = json.loads((output / "fold0_n3" / "segmentation_longer" / "train_summary.json").read_text(encoding="utf-8"))
+    assert longer["epochs"] == 4
     folder = output / "fold0_n3"
     synthetic, control = (json.loads((folder / f / "datalist.json").read_text(encoding="utf-8"))["cases"]
                           for f in ("synthetic", "deformed_real"))
