@@ -1,7 +1,8 @@
-"""Realism of a trained mr_synthesis_gan's pairs against the test patients of a split (issue #5's three measures).
+"""Realism of a trained pair generator's samples against the test patients of a split (issue #5's three measures).
 
     python benchmarks/gan_realism.py --data work_data/sunnybrook --output runs/gan_realism            # shipped weights
     python benchmarks/gan_realism.py --data work_data/sunnybrook --output DIR --checkpoint FILE --split 0
+    python benchmarks/gan_realism.py --data work_data/sunnybrook --output DIR --bundle mr_synthesis_pix2pix
 
 Draws ``--count`` pairs (default: as many as the split's training slices) with ``pipelines synthesize`` into
 ``<output>/synthetic`` and prints one JSON line: Fréchet distance on the segmentation U-Net's bottleneck features
@@ -32,13 +33,16 @@ def main() -> None:
     parser.add_argument("--split", default="seed", help="split whose training / test patients are compared")
     parser.add_argument("--count", type=int, help="pairs to draw (default: the split's training slice count)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bundle", default="mr_synthesis_gan", choices=["mr_synthesis_gan", "mr_synthesis_pix2pix"],
+                        help="the joint GAN, or the mask-conditioned generator (it deforms the split's training masks)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     count = args.count or sum(item["num_slices"] for item in split_items(args.data, args.split, "train"))
     synthetic = args.output / "synthetic"
     if not (synthetic / "synthesis.json").is_file():
-        api.synthesize("mr_synthesis_gan", count, synthetic, checkpoint=args.checkpoint, seed=args.seed)
-    report = {"split": args.split, "checkpoint": args.checkpoint or "shipped",
+        api.synthesize(args.bundle, count, synthetic, checkpoint=args.checkpoint, seed=args.seed, data=args.data,
+                       overrides={"split": args.split})
+    report = {"bundle": args.bundle, "split": args.split, "checkpoint": args.checkpoint or "shipped",
               **realism_report(args.data, args.split, synthetic)}
     atomic_write_json(args.output / "realism.json", report)
     print(json.dumps(report))

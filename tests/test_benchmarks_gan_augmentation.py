@@ -103,3 +103,25 @@ def test_control_needs_a_mask_conditioned_generator(tmp_path: Path) -> None:
                "--output", str(tmp_path / "x"), "--control"]
     result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
     assert result.returncode == 2 and "--control needs a mask-conditioned --gan" in result.stderr
+
+
+def test_realism_of_a_mask_conditioned_generator(sunnybrook_dir: Path, tmp_path: Path) -> None:
+    """benchmarks/gan_realism.py on the pix2pix bundle: it draws from the split's training masks, scores the pairs."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()  # the bundle's default network, with untrained weights
+    parser.read_config(api.config_files(api.BUNDLES_DIR / "mr_synthesis_pix2pix", ["train.json"]))
+    torch.manual_seed(0)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), tmp_path / "g.pt")
+    command = [sys.executable, str(REPO / "benchmarks" / "gan_realism.py"), "--data", str(sunnybrook_dir),
+               "--output", str(tmp_path / "out"), "--bundle", "mr_synthesis_pix2pix", "--checkpoint",
+               str(tmp_path / "g.pt"), "--count", "8"]
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "realism.json").read_text(encoding="utf-8"))
+    assert report["bundle"] == "mr_synthesis_pix2pix" and report["synthetic_pairs"] == 8
+    assert 0 <= report["c2st_accuracy"] <= 1 and report["frechet_distance"] > 0
+    summary = json.loads((tmp_path / "out" / "synthetic" / "synthesis.json").read_text(encoding="utf-8"))
+    train = {i["case_id"] for i in split_items(sunnybrook_dir, "seed", "train")}
+    assert set(summary["mask_cases"]) == train  # the masks come from the split's training patients only
