@@ -80,3 +80,12 @@ def test_synthesize_from_the_command_line(tiny_run: Path, sunnybrook_dir: Path, 
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
         mask = np.asarray(nib.load(tmp_path / "b" / f"syn_{k:04d}_mask.nii.gz").dataobj)
         assert set(np.unique(mask).tolist()) <= {0, 1}
+
+
+def test_shipped_generator_synthesizes_one_group(sunnybrook_dir: Path, tmp_path: Path) -> None:
+    """`pipelines synthesize mr_synthesis_pix2pix --data DIR` works right after installation, with its metadata."""
+    summary = api.synthesize("mr_synthesis_pix2pix", 3, tmp_path, data=sunnybrook_dir, label="hypertrophy")
+    assert summary["per_group"] == {"hypertrophy": 3} and len(summary["written"]) == 6
+    meta = json.loads((BUNDLES / "mr_synthesis_pix2pix" / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    assert {"version", "changelog", "network_data_format", "eval_metrics", "base_bundle"} <= meta.keys()
+    assert meta["version"] in meta["changelog"]
