@@ -79,9 +79,7 @@ def _stamped(folder: Path, definition: dict[str, Any]) -> None:
 def _train(bundle: str, data: Path, run: Path, fold: str, epochs: int | None, overrides: dict[str, Any]) -> dict:
     done = run / "train_summary.json"
     if done.is_file():
-        finished = json.loads(done.read_text(encoding="utf-8"))
-        if not control or "dice_longer" in finished:  # rows made before the iteration-matched arm get it added
-            return finished
+        return json.loads(done.read_text(encoding="utf-8"))
     resume = (run / "models" / "checkpoint.pt").is_file()
     return api.train(bundle, data, run, epochs=epochs, fold=fold, resume=resume, overrides=overrides)
 

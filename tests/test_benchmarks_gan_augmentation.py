@@ -92,6 +92,15 @@ def test_mask_conditioned_rows_with_the_deformed_real_control(sunnybrook_dir: Pa
     for a, b in zip(synthetic[:4], control[:4]):  # the control's masks are the synthetic pairs' masks
         assert (folder / "synthetic" / a["label"]).read_bytes() == (folder / "deformed_real" / b["label"]).read_bytes()
     assert "control gain" in (output / "results.md").read_text(encoding="utf-8")
+    # a row made before the iteration-matched arm existed is completed from the finished steps, nothing retrained
+    done = output / "fold0_n3" / "row.json"
+    older = {k: v for k, v in row.items() if k not in ("dice_longer", "longer_gain", "longer_epochs")}
+    done.write_text(json.dumps(older), encoding="utf-8")
+    stamps = {p: p.stat().st_mtime_ns for p in (output / "fold0_n3").glob("*/train_summary.json")}
+    again = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(done.read_text(encoding="utf-8")) == pytest.approx(row)
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
     # the generator was trained on the row's 3 labelled patients only
     record = json.loads((folder / "gan" / "mlflow_run.json").read_text(encoding="utf-8"))
     run = mlflow.MlflowClient(record["tracking_uri"]).get_run(record["run_id"])
