@@ -62,7 +62,7 @@ GAN, SEGMENTATION = "mr_synthesis_gan", "lv_segmentation_unet"
 QUICK = {
     GAN: {"g_channels": [16, 8, 8, 4], "d_channels": [4, 8, 8, 16], "latent_size": 16, "val_interval": 1},
     "mr_synthesis_pix2pix": {"g_channels": [4, 8, 8], "disc_channels": 4, "samples_per_epoch": 64, "val_interval": 1},
-    "segmentation": {"batch_size": 8},
+    "segmentation": {"batch_size": 8, "network_scale": 1, "network_def#network#channels": [4, 8, 16, 32, 64]},
     "epochs": 2, "c2st_epochs": 2,
 }
 
