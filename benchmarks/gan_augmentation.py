@@ -137,11 +137,12 @@ def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: boo
     segmentation = QUICK["segmentation"] if quick else {}
     schedule = epochs or ConfigParser.load_config_files(api.config_files(api.resolve_bundle(SEGMENTATION),
                                                                          ["train.json"]))["num_epochs"]
+    longer_epochs = round(schedule * (1 + ratio))  # the iterations of an arm with (1 + ratio) x the slices
     for arm, pairs in arms.items():
         mix = {} if pairs is None else {"synthetic_datalist": str(pairs / "datalist.json"), "synthetic_ratio": ratio}
         run = folder / f"segmentation_{arm}"
-        arm_epochs = round(schedule * (1 + ratio)) if arm == "longer" else epochs
-        _train(SEGMENTATION, data, run, fold, arm_epochs, {**limit, **segmentation, **mix})
+        _train(SEGMENTATION, data, run, fold, longer_epochs if arm == "longer" else epochs,
+               {**limit, **segmentation, **mix})
         metrics = api.evaluate(SEGMENTATION, data, run / "models" / "model.pt", run / "evaluation", fold=fold,
                                overrides=segmentation)
         dice[arm] = metrics["summary"]["dice"]["mean"]
@@ -151,7 +152,7 @@ def row(data: Path, output: Path, fold: str, size: str, ratio: float, quick: boo
     if control:
         result.update(dice_control=dice["control"], control_gain=dice["control"] - dice["without"],
                       gan_gain_over_control=dice["with"] - dice["control"], dice_longer=dice["longer"],
-                      longer_gain=dice["longer"] - dice["without"], longer_epochs=round(schedule * (1 + ratio)))
+                      longer_gain=dice["longer"] - dice["without"], longer_epochs=longer_epochs)
     atomic_write_json(done, json_safe(result))
     return result
 
