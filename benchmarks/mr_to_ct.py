@@ -28,6 +28,10 @@ seed 0, the bundles' own, in ``<output>/<bundle>/``, others in ``<output>/<bundl
 training hides. ``--workers N`` gives the training data loader N worker processes (for a GPU, where the CPU
 transforms are the bottleneck).
 
+The prepared data's CT window harmonisation and CT-to-MR registration (``ct_harmonisation`` and ``ct_registration``
+in its datalist, see :mod:`pipelines.data.brain_mr_ct`) are part of each run's definition and are printed with the
+table, with the test patients whose CT level was moved (none in the ``seed`` split of the verified file).
+
 ``--quick`` trains tiny networks (4 features at the first level, one residual block) for 2 epochs on one patient per subset: it checks
 the whole chain in a few minutes and is deterministic; its figures mean nothing about the method.
 """
@@ -90,6 +94,12 @@ def _load(path: str | Path) -> np.ndarray:
     return np.asarray(nib.load(path).dataobj, dtype=np.float32)
 
 
+def preparation(data: Path) -> dict[str, Any]:
+    """The datalist's records of the CT window harmonisation and registration (None: prepared before they existed)."""
+    datalist = json.loads((data / "datalist.json").read_text(encoding="utf-8"))
+    return {key: datalist.get(key) for key in ("ct_harmonisation", "ct_registration")}
+
+
 def identity_row(data: Path, max_cases: int | None) -> dict[str, Any]:
     """The T1 display values scored as a synthetic CT."""
     cases = [_case(item, _load(item["image"]), _load(item["label"]), _load(item["mask"]))
@@ -133,7 +143,11 @@ def model_row(name: str, data: Path, output: Path, epochs: int | None, max_cases
         overrides = {**overrides, "seed": seed}
         name = f"{name} seed {seed}"
     summary_file = run / "train_summary.json"
-    stamp = {"bundle": bundle, "epochs": epochs, "max_cases": max_cases, "overrides": overrides}
+    prepared = preparation(data)
+    harmonisation, registration = prepared["ct_harmonisation"], prepared["ct_registration"]
+    stamp = {"bundle": bundle, "epochs": epochs, "max_cases": max_cases, "overrides": overrides,
+             "ct_shifts": harmonisation["shifted"] if harmonisation and harmonisation["enabled"] else None,
+             "ct_registered": bool(registration and registration["enabled"])}
     stamp_file = run / "benchmark.json"
     if stamp_file.is_file() and json.loads(stamp_file.read_text(encoding="utf-8")) != stamp:
         raise SystemExit(f"{run}: made for another definition ({stamp_file.read_text(encoding='utf-8').strip()}); "
@@ -181,7 +195,22 @@ def summarise(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def markdown(summaries: list[dict[str, Any]], hardware: str, quick: bool) -> str:
+def preparation_note(prepared: dict[str, Any], test_cases: list[str]) -> str:
+    """Which CT levels the data preparation moved (a test patient among them or not), and whether CTs were registered."""
+    harmonisation, registration = prepared["ct_harmonisation"], prepared["ct_registration"]
+    if not harmonisation or not harmonisation["enabled"]:
+        note = "CT window harmonisation: off (every CT level as in the source file)."
+    else:
+        shifted = harmonisation["shifted"]
+        moved_test = sorted(set(shifted) & set(test_cases))
+        listed = ", ".join(f"{c} {d:+d}" for c, d in sorted(shifted.items())) or "none"
+        note = (f"CT window harmonisation: on (level shifts: {listed}); test patients scored against a moved CT "
+                f"level: {', '.join(moved_test) or 'none'}.")
+    registered = bool(registration and registration["enabled"])
+    return note + (" CT slices registered onto the T1 (2D affine, nearest neighbour): " + ("yes." if registered else "no."))
+
+
+def markdown(summaries: list[dict[str, Any]], hardware: str, quick: bool, data_note: str = "") -> str:
     cases = list(summaries[0]["mae_by_case"])
     head = ["row", "MAE", "PSNR (dB)", "SSIM", "MAE lower / middle / upper third", *[f"MAE {c}" for c in cases],
             *[f"SSIM {c}" for c in cases], "training (s)", "epochs (best)", "inference (s/patient)"]
@@ -200,7 +229,8 @@ def markdown(summaries: list[dict[str, Any]], hardware: str, quick: bool) -> str
         lines.append("| " + " | ".join(cells) + " |")
     note = "QUICK MODE: tiny networks, 2 epochs, 1 patient per subset; not a measurement of the method.\n\n" if quick else ""
     return (f"{note}Test patients of the seed split; MAE / PSNR / SSIM inside the head (body) mask on the 0..255 "
-            f"display scale, mean ± std over patients (rows `<model> over seeds`: over the seeds' means).\n\n" + "\n".join(lines) + f"\n\nHardware: {hardware}\n")
+            f"display scale, mean ± std over patients (rows `<model> over seeds`: over the seeds' means).\n\n" + "\n".join(lines)
+            + f"\n\n{data_note}\n\nHardware: {hardware}\n")
 
 
 def main() -> None:
@@ -247,8 +277,11 @@ def main() -> None:
         print(json.dumps(json_safe(summaries[-1])), flush=True)
     hardware = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                 f"{torch.get_num_threads()} thread(s)")
-    atomic_write_json(args.output / "results.json", json_safe({"rows": summaries, "hardware": hardware, "quick": args.quick}))
-    atomic_write_text(args.output / "results.md", markdown(summaries, hardware, args.quick))
+    prepared = preparation(args.data)
+    note = preparation_note(prepared, [i["case_id"] for i in test_items(args.data, max_cases)])
+    atomic_write_json(args.output / "results.json", json_safe(
+        {"rows": summaries, "hardware": hardware, "quick": args.quick, **prepared}))
+    atomic_write_text(args.output / "results.md", markdown(summaries, hardware, args.quick, note))
     print((args.output / "results.md").read_text(encoding="utf-8"))
 
 

@@ -135,8 +135,22 @@ def _run(workflow: ConfigWorkflow) -> None:
         workflow.finalize()
 
 
-def prepare_data(dataset: str, output: str | Path, source: str | Path | None = None, overwrite: bool = False) -> Path:
-    """Prepare a dataset (``sunnybrook``, ``brain_mr_ct`` or ``mednist``) into ``output``; return the datalist path."""
+def prepare_data(
+    dataset: str,
+    output: str | Path,
+    source: str | Path | None = None,
+    overwrite: bool = False,
+    harmonise_ct: bool = True,
+    register_ct: bool = False,
+) -> Path:
+    """Prepare a dataset (``sunnybrook``, ``brain_mr_ct`` or ``mednist``) into ``output``; return the datalist path.
+
+    ``brain_mr_ct`` only (:mod:`pipelines.data.brain_mr_ct`): ``harmonise_ct`` moves outlying CT window levels onto
+    their region's reference (``False`` keeps the file's levels); ``register_ct`` registers each CT slice onto its T1
+    slice (opt-in).
+    """
+    if (register_ct or not harmonise_ct) and dataset != "brain_mr_ct":
+        raise PipelineError(f"CT window harmonisation and registration are brain_mr_ct options; {dataset!r} has no CT")
     if dataset == "sunnybrook":
         from pipelines.data import sunnybrook
 
@@ -144,7 +158,9 @@ def prepare_data(dataset: str, output: str | Path, source: str | Path | None = N
     if dataset == "brain_mr_ct":
         from pipelines.data import brain_mr_ct
 
-        return brain_mr_ct.prepare(output, source=source, overwrite=overwrite)
+        return brain_mr_ct.prepare(
+            output, source=source, overwrite=overwrite, harmonise_ct=harmonise_ct, register=register_ct
+        )
     if dataset == "mednist":
         from pipelines.data import mednist
 

@@ -1,6 +1,7 @@
 """Command line: argument parsing only; the work is done by :mod:`pipelines.api`.
 
-    pipelines data sunnybrook|brain_mr_ct|mednist [--source PATH] --output DIR
+    pipelines data sunnybrook|brain_mr_ct|mednist [--source PATH] --output DIR [--keep-ct-window]
+        [--register-ct]
     pipelines train BUNDLE --data DIR --output DIR [--epochs N] [--fold K|seed] [--resume] [--tracking-uri URI]
     pipelines evaluate BUNDLE --data DIR --checkpoint FILE --output DIR
     pipelines predict BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite]   (e.g. mr_to_ct_cyclegan)
@@ -54,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--source", help="the source file or a folder holding it (default: $PIPELINES_DATA, else download)")
     data.add_argument("--output", required=True, help="folder to write images/, labels/ and datalist.json into")
     data.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")
+    data.add_argument(
+        "--keep-ct-window",
+        action="store_true",
+        help="brain_mr_ct: keep every CT's display window as in the file (default: patients whose brain-window level "
+        "is off their region's by more than 20 are moved onto it)",
+    )
+    data.add_argument(
+        "--register-ct",
+        action="store_true",
+        help="brain_mr_ct: register each CT slice onto its T1 slice (2D affine, mutual information; default: off)",
+    )
 
     train = sub.add_parser("train", help="train a bundle (MLflow-tracked)")
     train.add_argument("bundle", help=BUNDLE_HELP)
@@ -173,7 +185,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "data":
-            print(api.prepare_data(args.dataset, args.output, source=args.source, overwrite=args.overwrite))
+            datalist = api.prepare_data(
+                args.dataset,
+                args.output,
+                source=args.source,
+                overwrite=args.overwrite,
+                harmonise_ct=not args.keep_ct_window,
+                register_ct=args.register_ct,
+            )
+            print(datalist)
         elif args.command == "train":
             _print_json(
                 api.train(

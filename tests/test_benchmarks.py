@@ -94,7 +94,14 @@ def test_mr_to_ct_benchmark_quick(brain_mr_ct_dir: Path, tmp_path: Path) -> None
     assert rows["identity"]["mae_by_case"][case] == pytest.approx(np.abs(mr - ct)[mask > 0].mean(), rel=1e-5)
     for name in ("paired", "cyclegan"):
         assert 0 < rows[name]["mae"]["mean"] < 255 and rows[name]["inference_s_per_patient"] > 0
-    assert "| cyclegan |" in (tmp_path / "results.md").read_text(encoding="utf-8")
+    table = (tmp_path / "results.md").read_text(encoding="utf-8")
+    assert "| cyclegan |" in table
+    # the data's CT window harmonisation is part of the record; the quick test patient's CT was not moved
+    assert "CT window harmonisation: on (level shifts: brain_06 -43, brain_07 -41, brain_09 -40)" in table
+    assert "scored against a moved CT level: none." in table
+    assert "CT slices registered onto the T1 (2D affine, nearest neighbour): no." in table
+    stamp = json.loads((tmp_path / "mr_to_ct_paired" / "benchmark.json").read_text(encoding="utf-8"))
+    assert stamp["ct_shifts"] == {"brain_06": -43, "brain_07": -41, "brain_09": -40} and not stamp["ct_registered"]
 
     again = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -28,6 +28,8 @@ def datalist(brain_mr_ct_dir: Path) -> dict:
 
 
 def test_voxels_survive_npz_to_nifti(brain_mr_ct_dir, datalist, npz):
+    """MR volumes are the file's; a CT is the file's after its recorded level shift (no registration by default)."""
+    assert not datalist["ct_registration"]["enabled"] and not (brain_mr_ct_dir / "registration.json").exists()
     assert [c["case_id"] for c in datalist["cases"]] == [f"brain_{p:02d}" for p in range(1, N_PATIENTS + 1)]
     assert sum(c["num_slices"] for c in datalist["cases"]) == N_SLICES
     for case in datalist["cases"]:
@@ -38,8 +40,109 @@ def test_voxels_survive_npz_to_nifti(brain_mr_ct_dir, datalist, npz):
             image = nib.load(brain_mr_ct_dir / case[modality])
             voxels = np.asanyarray(image.dataobj)
             assert voxels.dtype == np.uint8 and voxels.shape == (256, 256, len(indices))
-            np.testing.assert_array_equal(voxels, np.moveaxis(npz[modality][indices], 0, -1), err_msg=case[modality])
+            expected = np.moveaxis(npz[modality][indices], 0, -1)
+            if modality == "ct":
+                expected = brain_mr_ct.shift_window(expected, case["ct_shift"])
+            np.testing.assert_array_equal(voxels, expected, err_msg=case[modality])
         assert case["image"] == case["t1"] and case["label"] == case["ct"]
+
+
+def test_ct_harmonisation_moves_the_second_source_only(datalist):
+    """Patients 6, 7, 9 (the second head source) move ~-40 onto the others' level; the test patients' level is not moved."""
+    shifts = {c["case_id"]: c["ct_shift"] for c in datalist["cases"]}
+    moved = {cid for cid, d in shifts.items() if d}
+    assert moved == {"brain_06", "brain_07", "brain_09"}
+    assert all(-45 <= shifts[cid] <= -38 for cid in moved)
+    assert datalist["ct_harmonisation"]["shifted"] == {cid: shifts[cid] for cid in sorted(moved)}
+    assert not moved & set(datalist["splits"]["seed"]["test"])  # the seed split is scored against the file's CT
+    levels = [c["ct_level"] + c["ct_shift"] for c in datalist["cases"] if c["region"] == "head"]
+    assert max(levels) - min(levels) <= 2 * brain_mr_ct.DEFAULT_HARMONISE_TOLERANCE
+
+
+@pytest.mark.parametrize("case_id", ["brain_01", "brain_07"])
+def test_registration_brings_the_ct_outline_onto_the_mr(npz, case_id):
+    """On real slices: the CT / T1 head-mask Dice rises where a registration is kept, and never falls."""
+    patient = int(case_id[-2:])
+    indices = np.flatnonzero(npz["patient"] == patient)
+    ct, t1 = (np.moveaxis(npz[m][indices], 0, -1) for m in ("ct", "t1"))
+    registered, outcomes = brain_mr_ct.register_ct(ct, t1)
+    kept = [o for o in outcomes if o.accepted]
+    assert registered.shape == ct.shape and registered.dtype == np.uint8 and len(kept) >= len(outcomes) // 2
+    assert all(o.dice_after > o.dice_before for o in kept)
+    assert np.mean([o.dice_after for o in outcomes]) > np.mean([o.dice_before for o in outcomes]) + 0.005
+    for k, outcome in enumerate(outcomes):
+        if outcome.accepted:  # nearest neighbour: only the slice's own values, 0 outside the moved field
+            assert set(np.unique(registered[..., k])) <= set(np.unique(ct[..., k])) | {0}
+        else:
+            np.testing.assert_array_equal(registered[..., k], ct[..., k])
+
+
+def test_convert_records_the_registration(brain_npz, tmp_path, monkeypatch):
+    """``register=True`` wiring: registered CTs are written, masks follow them, the outcomes are recorded."""
+    from pipelines.data.registration import SliceRegistration
+
+    def fake_register(ct, mr, threshold):  # a one-pixel roll stands in for the (minute-long) real registration
+        moved = np.roll(ct, 1, axis=0)
+        return moved, [SliceRegistration(moved[..., k], True, 0.9, 0.95, (1.0,) * 8) for k in range(ct.shape[-1])]
+
+    monkeypatch.setattr(brain_mr_ct, "register_ct", fake_register)
+    datalist = json.loads(brain_mr_ct.convert(brain_npz, tmp_path, register=True).read_text(encoding="utf-8"))
+    registration = json.loads((tmp_path / "registration.json").read_text(encoding="utf-8"))
+    case = datalist["cases"][0]
+    assert datalist["ct_registration"]["enabled"] and len(registration[case["case_id"]]) == case["num_slices"]
+    assert case["ct_registration"] == {"kept": case["num_slices"], "slices": case["num_slices"],
+                                       "mask_dice_before": 0.9, "mask_dice_after": 0.95}
+    with np.load(brain_npz) as archive:
+        first = np.moveaxis(archive["ct"][case["npz_indices"]], 0, -1)
+    written = np.asanyarray(nib.load(tmp_path / case["ct"]).dataobj)
+    np.testing.assert_array_equal(written, np.roll(first, 1, axis=0))
+    mask = np.asanyarray(nib.load(tmp_path / case["mask"]).dataobj)
+    np.testing.assert_array_equal(mask[..., 0], brain_mr_ct.head_mask(written[..., 0]))
+
+
+def test_unpaired_halves_hold_both_head_sources(datalist):
+    source = {c["case_id"]: c["source"] for c in datalist["cases"]}
+    for half in ("train_mr", "train_ct"):
+        assert {source[c] for c in datalist["splits"]["seed"][half]} == {0, 1}, half
+
+
+def test_ct_level_is_the_soft_tissue_peak_not_air_or_bone():
+    rng = np.random.default_rng(0)
+    tissue = rng.normal(120, 15, 5000).clip(1, 254)
+    values = np.concatenate([tissue, np.zeros(4000), np.full(4000, 255)]).round().astype(np.uint8)
+    assert abs(brain_mr_ct.ct_level(values) - 120) <= 3
+
+
+def test_harmonisation_shifts_use_the_group_median_and_the_tolerance():
+    levels = {"a": 100, "b": 104, "c": 150, "d": 108, "x": 140, "y": 131}
+    groups = {"a": 0, "b": 0, "c": 0, "d": 0, "x": 1, "y": 1}  # group 0 median 106, group 1 median 135.5
+    assert brain_mr_ct.harmonisation_shifts(levels, groups, tolerance=20) == {
+        "a": 0, "b": 0, "c": -44, "d": 0, "x": 0, "y": 0
+    }
+    assert brain_mr_ct.harmonisation_shifts(levels, groups, tolerance=1)["a"] == 6
+
+
+def test_shift_window_keeps_saturated_values():
+    volume = np.array([0, 1, 30, 120, 230, 254, 255], np.uint8)
+    np.testing.assert_array_equal(brain_mr_ct.shift_window(volume, -40), [0, 0, 0, 80, 190, 214, 255])
+    np.testing.assert_array_equal(brain_mr_ct.shift_window(volume, 40), [0, 41, 70, 160, 255, 255, 255])
+    assert brain_mr_ct.shift_window(volume, 0) is volume
+
+
+def test_harmonisation_can_be_switched_off(brain_npz, npz, tmp_path, monkeypatch):
+    """``harmonise_ct=False`` writes the file's CT for every patient (volumes captured, not written)."""
+    written: dict[str, np.ndarray] = {}
+
+    def capture(volume: np.ndarray, affine: np.ndarray, path: Path, *args: object, **kwargs: object) -> None:
+        written[str(path.relative_to(tmp_path))] = volume
+
+    monkeypatch.setattr(brain_mr_ct, "write_volume", capture)
+    datalist_path = brain_mr_ct.convert(brain_npz, tmp_path, harmonise_ct=False)
+    datalist = json.loads(datalist_path.read_text(encoding="utf-8"))
+    assert all(c["ct_shift"] == 0 for c in datalist["cases"]) and datalist["ct_harmonisation"]["shifted"] == {}
+    brain_06 = next(c for c in datalist["cases"] if c["case_id"] == "brain_06")
+    assert brain_06["ct_level"] >= 140  # still measured, not moved
+    np.testing.assert_array_equal(written[brain_06["ct"]], np.moveaxis(npz["ct"][brain_06["npz_indices"]], 0, -1))
 
 
 def test_headers_carry_the_documented_nominal_affine(brain_mr_ct_dir, datalist):
@@ -154,3 +257,13 @@ def test_cli_prepares_brain_mr_ct_and_names_a_missing_source(tmp_path: Path, cap
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "absent.npz" in err[0]
+
+
+def test_keep_ct_window_is_a_brain_mr_ct_option(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pipelines.cli import main
+
+    code = main(["data", "mednist", "--keep-ct-window", "--output", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "brain_mr_ct options" in err[0]
+    assert not (tmp_path / "out").exists()
