@@ -405,6 +405,8 @@ def convert(
     }
     if register:
         atomic_write_json(output_dir / "registration.json", registrations, overwrite=overwrite)
+    elif overwrite and (output_dir / "registration.json").exists():  # a replaced dataset keeps no stale record
+        (output_dir / "registration.json").unlink()
     atomic_write_json(datalist_path, datalist, overwrite=overwrite)
     logger.info("wrote %d patients (%d slices) and %s", len(cases), len(arrays["patient"]), datalist_path)
     return datalist_path

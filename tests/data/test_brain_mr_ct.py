@@ -98,6 +98,9 @@ def test_convert_records_the_registration(brain_npz, tmp_path, monkeypatch):
     np.testing.assert_array_equal(written, np.roll(first, 1, axis=0))
     mask = np.asanyarray(nib.load(tmp_path / case["mask"]).dataobj)
     np.testing.assert_array_equal(mask[..., 0], brain_mr_ct.head_mask(written[..., 0]))
+    # preparing again without registration replaces the dataset and leaves no stale record behind
+    brain_mr_ct.convert(brain_npz, tmp_path, overwrite=True)
+    assert not (tmp_path / "registration.json").exists()
 
 
 def test_unpaired_halves_hold_both_head_sources(datalist):
