@@ -39,7 +39,7 @@ onto its T1 slice (2D affine, Mattes mutual information, SimpleITK) and resample
 values stay the CT's own; a slice's registration is kept only when it raises the head-mask Dice, else the slice
 stays as it is, and the head mask is then computed on the registered CT. What it did goes to ``registration.json``
 (per slice: kept or not, Dice before and after, the affine) and each case's ``ct_registration`` summary. It raises
-the mean head-mask Dice to 0.954 but did not lower the paired model's test MAE (see data/brain_mr_ct/README.md),
+the mean head-mask Dice to 0.954 but lowered neither model's test MAE (see data/brain_mr_ct/README.md),
 so it is off by default. Through-plane mismatch (a CT slice a little above or below its MR slice) is beyond any 2D
 registration either way.
 
