@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, TypeVar
 
 import numpy as np
 from scipy import ndimage
@@ -77,6 +77,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+K = TypeVar("K")  # a case key: a case id or a patient number
 
 SOURCE = DatasetSource(
     filename="brain_mr_ct_paired.npz",
@@ -175,11 +176,11 @@ def ct_level(values: np.ndarray, search: tuple[int, int] = LEVEL_SEARCH_RANGE, s
     return int(search[0] + np.argmax(smooth[search[0] : search[1]]))
 
 
-def harmonisation_shifts(levels: dict[str, int], groups: dict[str, int], tolerance: float) -> dict[str, int]:
+def harmonisation_shifts(levels: Mapping[K, int], groups: Mapping[K, int], tolerance: float) -> dict[K, int]:
     """The shift ``d_p = r_g - l_p`` of each case whose level is more than ``tolerance`` from its group's reference.
 
     Args:
-        levels: case id -> soft-tissue level ``l_p`` (:func:`ct_level`).
+        levels: case (id or patient number) -> soft-tissue level ``l_p`` (:func:`ct_level`).
         groups: case id -> group (region code); each group's reference ``r_g`` is the median level of its cases.
         tolerance: cases with ``|r_g - l_p| <= tolerance`` keep their values (shift 0).
 

@@ -1,8 +1,8 @@
 """2D intensity-based registration of one slice onto another (SimpleITK), for aligning CT to MR slice by slice.
 
 The paired brain slices are only roughly co-registered (:mod:`pipelines.data.brain_mr_ct`). A model trained on pairs
-learns the mismatch as blur, and a metric against a misaligned CT penalises a sharp, correct prediction (a 1-pixel
-shift of the CT alone costs an MAE of about 18 on its grainy brain window). As in Wolterink et al. 2017, the CT is
+learns the mismatch as blur, and a metric against a misaligned CT penalises a sharp, correct prediction (on a grainy
+brain window, even a small shift of the CT against itself costs MAE). As in Wolterink et al. 2017, the CT is
 registered onto the MR: an affine transform ``T`` maximising the Mattes mutual information of ``MR(x)`` and
 ``CT(T(x))`` (multi-resolution, regular-step gradient descent), then ``CT(T(x))`` is resampled with **nearest
 neighbour** interpolation, so every output value is one of the CT's own values and its grain is not smoothed.
