@@ -1,6 +1,7 @@
 """Does GAN-synthesised training data help myocardium segmentation when few patients are labelled? (issue #5)
 
     python benchmarks/gan_augmentation.py --data work_data/sunnybrook --output runs/gan_aug                 # full
+    python benchmarks/gan_augmentation.py --data work_data/sunnybrook --output runs/gan_aug --jobs 2        # 2 rows at once
     python benchmarks/gan_augmentation.py --data work_data/sunnybrook --output runs/gan_aug_quick --quick   # minutes
 
 For every fold (``--folds``, default 0,1,2) and every number n of labelled patients (``--sizes``, default
@@ -44,6 +45,7 @@ import logging
 import os
 import platform
 import statistics
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,12 @@ def _train(bundle: str, data: Path, run: Path, fold: str, epochs: int | None, ov
         return json.loads(done.read_text(encoding="utf-8"))
     resume = (run / "models" / "checkpoint.pt").is_file()
     return api.train(bundle, data, run, epochs=epochs, fold=fold, resume=resume, overrides=overrides)
+
+
+def _init_worker(threads: int) -> None:
+    """A row's process: its share of the CPU threads, and the main process's log level."""
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.WARNING)
 
 
 def _log_to_run(run: Path, metrics: dict[str, float]) -> None:
@@ -214,18 +222,24 @@ def main() -> None:
                         help="the generative bundle: the joint image + mask GAN, or the mask-conditioned pix2pix")
     parser.add_argument("--control", action="store_true",
                         help="also train on the real images under the synthesis deformations (mask-conditioned only)")
+    parser.add_argument("--jobs", type=int, default=1, help="rows run at once, sharing the CPU threads")
     args = parser.parse_args()
     if args.control and args.gan == GAN:
         parser.error("--control needs a mask-conditioned --gan (the joint GAN draws its own masks)")
     logging.basicConfig(level=logging.WARNING)
     folds, sizes = (["0"], ["3"]) if args.quick else (args.folds.split(","), args.sizes.split(","))
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    threads = max(1, torch.get_num_threads() // args.jobs)
     rows = []
-    for size in sizes:
-        for fold in folds:
-            rows.append(row(args.data, args.output, fold, size, args.ratio, args.quick, args.gan, args.control))
+    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(row, args.data, args.output, fold, size, args.ratio, args.quick, args.gan, args.control)
+                   for size in sizes for fold in folds]
+        for future in futures:
+            rows.append(future.result())
             print(json.dumps(rows[-1]), flush=True)
     hardware = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-                f"{torch.get_num_threads()} thread(s)")
+                f"{args.jobs} row(s) at a time with {threads} thread(s) each")
     summary = summarise(rows)
     print(json.dumps({"summary": summary, "hardware": hardware, "quick": args.quick}), flush=True)
     atomic_write_json(args.output / "results.json", json_safe({"rows": rows, "summary": summary,

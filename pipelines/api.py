@@ -24,6 +24,7 @@ from pipelines.data.datalist import split_name
 from pipelines.data.validate import LABEL_VALUES, check_split
 from pipelines.errors import InputError, OutputExistsError, PipelineError
 from pipelines.io.atomic import atomic_write_json, writable_dir
+from pipelines.settings import COMMAND_CONFIGS
 from pipelines.tracking import mlflow_settings
 
 logger = logging.getLogger(__name__)
@@ -244,7 +245,7 @@ def train(
         epochs = _resumed_epochs(checkpoint, epochs)
     if epochs is not None:
         override["num_epochs"] = int(epochs)
-    workflow = _workflow(bundle_dir, ["train.json"], **override)
+    workflow = _workflow(bundle_dir, COMMAND_CONFIGS["train"], **override)
     start = time.perf_counter()
     _run(workflow)
     trainer = workflow.parser.get_parsed_content("train#trainer")
@@ -284,7 +285,7 @@ def evaluate(
     their summaries overall and per diagnostic group) and an overlay figure; logs them to MLflow.
     """
     bundle_dir = resolve_bundle(bundle)
-    configs = ["train.json", "evaluate.json"]
+    configs = COMMAND_CONFIGS["evaluate"]
     checkpoint = _checkpoint(bundle_dir, checkpoint, configs, overrides)
     declared = _config_values(bundle_dir, configs, label_values=LABEL_VALUES, path_fields=["image", "label"])
     check_split(data, fold, (subset,), max_cases, declared["label_values"], declared["path_fields"])
@@ -468,7 +469,7 @@ def predict(
     logged to MLflow only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store.
     """
     bundle_dir = resolve_bundle(bundle)
-    configs = ["train.json", "inference.json"]
+    configs = COMMAND_CONFIGS["predict"]
     ckpt = _checkpoint(bundle_dir, checkpoint, configs, overrides)
     output = Path(output)
     postfix = _config_values(bundle_dir, configs, output_postfix=None)["output_postfix"]
@@ -528,7 +529,7 @@ def explain(
 
     bundle_dir = resolve_bundle(bundle)
     config_files(bundle_dir, ["explain.json"])  # fails early, naming the file, for a bundle without one
-    configs = ["train.json", "explain.json"]
+    configs = COMMAND_CONFIGS["explain"]
     ckpt = _checkpoint(bundle_dir, checkpoint, configs)
     output = Path(output)
 
@@ -577,7 +578,7 @@ def synthesize(
     from pipelines.generate import SUMMARY_FILE
 
     bundle_dir = resolve_bundle(bundle)
-    configs = ["train.json", "synthesize.json"]
+    configs = COMMAND_CONFIGS["synthesize"]
     ckpt = _checkpoint(bundle_dir, checkpoint, configs, overrides)
     output = Path(output)
     settings: dict[str, Any] = {

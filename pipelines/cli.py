@@ -3,13 +3,17 @@
     pipelines data sunnybrook|brain_mr_ct|mednist [--source PATH] --output DIR [--keep-ct-window]
         [--register-ct]
     pipelines train BUNDLE --data DIR --output DIR [--epochs N] [--fold K|seed] [--resume] [--tracking-uri URI]
-    pipelines evaluate BUNDLE --data DIR --checkpoint FILE --output DIR
-    pipelines predict BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite]   (e.g. mr_to_ct_cyclegan)
+        [--set KEY=VALUE ...]
+    pipelines evaluate BUNDLE --data DIR --checkpoint FILE --output DIR [--set KEY=VALUE ...]
+    pipelines predict BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite] [--set KEY=VALUE ...]
     pipelines explain BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite] [--patch-size N]
         [--stride N] [--occlusion mean|blur|zero] [--batch-size N] [--bbox RMIN RMAX CMIN CMAX]
         [--score dice|mean_probability]
     pipelines synthesize BUNDLE --count N --output DIR [--label CLASS] [--checkpoint FILE] [--seed S] [--overwrite]
-                         [--data DIR]
+                         [--data DIR] [--set KEY=VALUE ...]
+
+``--set KEY=VALUE`` (repeatable) changes one value of the bundle's configs, e.g. ``--set num_epochs=40`` or
+``--set synthetic_datalist=runs/syn/datalist.json --set synthetic_ratio=0.5`` (see :mod:`pipelines.settings`).
 
 Exit status: 0 when everything asked for succeeded, 1 when some inputs failed, 2 on an error (one line on stderr).
 """
@@ -22,7 +26,8 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from pipelines import __version__
 from pipelines.errors import PipelineError
@@ -42,6 +47,12 @@ def _fold(value: str) -> str:
 
 # bundle configs run code: a bare name is looked up in the project's bundles/ only (see api.resolve_bundle)
 BUNDLE_HELP = "bundle name under bundles/, or a bundle folder given as a path (./my_bundle)"
+SET_HELP = ("change a config value of the bundle (repeatable); VALUE is JSON or a plain string, KEY a config id "
+            "with '#' between levels: --set num_epochs=40 --set validate#tta_inferer#flip_axes=[0]")
+
+
+def _add_set(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue from <output>/models/checkpoint.pt")
     train.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or SQLite in output)")
     train.add_argument("--max-cases", type=int, help="use only the first N cases of each subset (smoke runs)")
+    _add_set(train)
 
     evaluate = sub.add_parser("evaluate", help="per-patient Dice and HD95 of a checkpoint on held-out patients")
     evaluate.add_argument("bundle", help=BUNDLE_HELP)
@@ -86,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--subset", default="test", choices=["test", "validation", "train"])
     evaluate.add_argument("--tracking-uri")
     evaluate.add_argument("--max-cases", type=int)
+    _add_set(evaluate)
 
     # the arguments of the commands that turn images into files
     images = argparse.ArgumentParser(add_help=False)
@@ -99,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     help_predict = "run a bundle on NIfTI / DICOM / NRRD / MHA images: label maps (segmentation) or synthetic CT"
     predict = sub.add_parser("predict", parents=[images], help=help_predict)
     predict.add_argument("--probabilities", action="store_true", help="also write the myocardium probability map")
+    _add_set(predict)
 
     help_explain = "occlusion sensitivity maps: where does the segmentation model look?"
     explain = sub.add_parser("explain", parents=[images], help=help_explain)
@@ -122,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     synthesize.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     synthesize.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else untracked)")
     synthesize.add_argument("--data", help="prepared dataset, for bundles that deform real masks (mr_synthesis_pix2pix)")
+    _add_set(synthesize)
     return parser
 
 
@@ -129,6 +144,17 @@ def _positive(value: str) -> int:
     if value.isdigit() and int(value) > 0:
         return int(value)
     raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+
+
+def _settings(args: argparse.Namespace, api: ModuleType) -> dict[str, Any]:
+    """The command's ``--set`` values as config overrides, checked against the configs it layers."""
+    from pipelines.settings import COMMAND_CONFIGS, check_settings, parse_setting
+
+    settings = dict(parse_setting(text) for text in getattr(args, "settings", []))
+    if settings:
+        files = api.config_files(api.resolve_bundle(args.bundle), COMMAND_CONFIGS[args.command])
+        check_settings(files, settings)
+    return settings
 
 
 def _print_json(obj: object) -> None:
@@ -184,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _route_stdout_loggers_to_stderr()
 
     try:
+        settings = _settings(args, api)
         if args.command == "data":
             datalist = api.prepare_data(
                 args.dataset,
@@ -198,20 +225,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_json(
                 api.train(
                     args.bundle, args.data, args.output, epochs=args.epochs, fold=args.fold, resume=args.resume,
-                    tracking_uri=args.tracking_uri, max_cases=args.max_cases,
+                    tracking_uri=args.tracking_uri, max_cases=args.max_cases, overrides=settings,
                 )
             )
         elif args.command == "evaluate":
             metrics = api.evaluate(
                 args.bundle, args.data, args.checkpoint, args.output, fold=args.fold, subset=args.subset,
-                tracking_uri=args.tracking_uri, max_cases=args.max_cases,
+                tracking_uri=args.tracking_uri, max_cases=args.max_cases, overrides=settings,
             )
             _print_json(metrics["summary"])
         elif args.command == "predict":
             return _print_report(
                 api.predict(
                     args.bundle, args.input, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite,
-                    probabilities=args.probabilities, tracking_uri=args.tracking_uri,
+                    probabilities=args.probabilities, tracking_uri=args.tracking_uri, overrides=settings,
                 )
             )
         elif args.command == "explain":
@@ -227,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 api.synthesize(
                     args.bundle, args.count, args.output, label=args.label, checkpoint=args.checkpoint,
                     seed=args.seed, overwrite=args.overwrite, tracking_uri=args.tracking_uri, data=args.data,
+                    overrides=settings,
                 )
             )
     except PipelineError as exc:

@@ -75,7 +75,7 @@ def test_shipped_generator_synthesizes_one_group(tmp_path: Path) -> None:
 def test_mask_conditioned_rows_with_the_deformed_real_control(sunnybrook_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "p2p"
     command = [sys.executable, str(REPO / "benchmarks" / "gan_augmentation.py"), "--data", str(sunnybrook_dir),
-               "--output", str(output), "--quick", "--gan", "mr_synthesis_pix2pix", "--control"]
+               "--output", str(output), "--quick", "--gan", "mr_synthesis_pix2pix", "--control", "--jobs", "2"]
     result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = json.loads((output / "results.json").read_text(encoding="utf-8"))["rows"]
@@ -91,7 +91,8 @@ def test_mask_conditioned_rows_with_the_deformed_real_control(sunnybrook_dir: Pa
     assert len(synthetic) == len(control) == row["real_slices"]
     for a, b in zip(synthetic[:4], control[:4]):  # the control's masks are the synthetic pairs' masks
         assert (folder / "synthetic" / a["label"]).read_bytes() == (folder / "deformed_real" / b["label"]).read_bytes()
-    assert "control gain" in (output / "results.md").read_text(encoding="utf-8")
+    table = (output / "results.md").read_text(encoding="utf-8")
+    assert "control gain" in table and "2 row(s) at a time" in table  # rows ran in a process pool
     # a row made before the iteration-matched arm existed is completed from the finished steps, nothing retrained
     done = output / "fold0_n3" / "row.json"
     older = {k: v for k, v in row.items() if k not in ("dice_longer", "longer_gain", "longer_epochs")}
@@ -112,6 +113,9 @@ def test_control_needs_a_mask_conditioned_generator(tmp_path: Path) -> None:
                "--output", str(tmp_path / "x"), "--control"]
     result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
     assert result.returncode == 2 and "--control needs a mask-conditioned --gan" in result.stderr
+    command[-1:] = ["--jobs", "0"]
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
+    assert result.returncode == 2 and "--jobs must be at least 1" in result.stderr
 
 
 def test_realism_of_a_mask_conditioned_generator(sunnybrook_dir: Path, tmp_path: Path) -> None:
