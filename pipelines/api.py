@@ -499,6 +499,7 @@ def explain(
     bbox: Sequence[int] | None = None,
     score: str | None = None,
     tracking_uri: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> PredictionReport:
     """Occlusion sensitivity maps of a segmentation bundle for a NIfTI file or every image in a folder.
 
@@ -520,6 +521,7 @@ def explain(
         bbox: ``[row_min, row_max, col_min, col_max]`` (inclusive, -1 = image edge) limiting the patches evaluated.
         score: the segmentation score occlusion perturbs: ``dice`` or ``mean_probability``.
         tracking_uri: MLflow tracking URI (default ``MLFLOW_TRACKING_URI``; untracked when neither is set).
+        overrides: further config values by id (``pipelines explain --set``); the named options above win.
 
     Options left as None take the bundle config's defaults.
     """
@@ -530,7 +532,7 @@ def explain(
     bundle_dir = resolve_bundle(bundle)
     config_files(bundle_dir, ["explain.json"])  # fails early, naming the file, for a bundle without one
     configs = COMMAND_CONFIGS["explain"]
-    ckpt = _checkpoint(bundle_dir, checkpoint, configs)
+    ckpt = _checkpoint(bundle_dir, checkpoint, configs, overrides)
     output = Path(output)
 
     def outputs_of(name: str, nifti: Path) -> list[Path]:
@@ -546,7 +548,8 @@ def explain(
         "occlusion_bbox": list(bbox) if bbox is not None else None,
         "occlusion_score": score,
     }
-    override = {"ckpt_path": str(ckpt.resolve()), **{k: v for k, v in options.items() if v is not None}}
+    override = {**(overrides or {}), "ckpt_path": str(ckpt.resolve()),
+                **{k: v for k, v in options.items() if v is not None}}
     return _run_on_images(
         bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override, log_outputs=True
     )

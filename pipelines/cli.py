@@ -8,7 +8,7 @@
     pipelines predict BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite] [--set KEY=VALUE ...]
     pipelines explain BUNDLE --input PATH --output DIR [--checkpoint FILE] [--overwrite] [--patch-size N]
         [--stride N] [--occlusion mean|blur|zero] [--batch-size N] [--bbox RMIN RMAX CMIN CMAX]
-        [--score dice|mean_probability]
+        [--score dice|mean_probability] [--set KEY=VALUE ...]
     pipelines synthesize BUNDLE --count N --output DIR [--label CLASS] [--checkpoint FILE] [--seed S] [--overwrite]
                          [--data DIR] [--set KEY=VALUE ...]
 
@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="only occlude patches overlapping these inclusive rows/columns (-1: image edge)")
     explain.add_argument("--score", choices=["dice", "mean_probability"],
                          help="segmentation score that occlusion perturbs (see the bundle's docs/explain.md)")
+    _add_set(explain)
     help_synthesize = "draw samples from a generative bundle (GAN, VAE): images, masks and a datalist"
     synthesize = sub.add_parser("synthesize", help=help_synthesize)
     synthesize.add_argument("bundle", help=BUNDLE_HELP)
@@ -247,6 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.bundle, args.input, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite,
                     patch_size=args.patch_size, stride=args.stride, occlusion=args.occlusion,
                     batch_size=args.batch_size, bbox=args.bbox, score=args.score, tracking_uri=args.tracking_uri,
+                    overrides=settings,
                 )
             )
         elif args.command == "synthesize":

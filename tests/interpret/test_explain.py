@@ -89,7 +89,10 @@ def test_explain_overwrites_when_asked_and_logs_the_maps_to_mlflow(
     args = ["explain", BUNDLE, "--input", oblique_image.parent, "--output", out, "--checkpoint", random_checkpoint]
     code, _, stderr = run_cli(capsys, *args, *FAST, "--tracking-uri", uri)
     assert code == 1 and str(stale) in stderr  # any one existing output blocks the input
-    code, _, stderr = run_cli(capsys, *args, *FAST, "--tracking-uri", uri, "--overwrite", "--score", "mean_probability")
+    # --set reaches the run's config; a named option (--stride 8 in FAST) wins over a --set of the same value
+    settings = ["--set", "occlusion_blur_sigma=1.5", "--set", "occlusion_stride=4"]
+    code, _, stderr = run_cli(capsys, *args, *FAST, "--tracking-uri", uri, "--overwrite", "--score", "mean_probability",
+                              *settings)
     assert code == 0, stderr
     assert stale.read_bytes()[:4] == b"\x89PNG"
 
@@ -97,5 +100,6 @@ def test_explain_overwrites_when_asked_and_logs_the_maps_to_mlflow(
     (run,) = client.search_runs([client.get_experiment_by_name(BUNDLE).experiment_id])
     assert run.data.params["occlusion_score"] == "mean_probability"
     assert run.data.params["occlusion_stride"] == "8"
+    assert run.data.params["occlusion_blur_sigma"] == "1.5"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"oblique_occlusion.nii.gz", "oblique_occlusion_z0.png", "oblique_occlusion_z2.png"} <= artifacts
