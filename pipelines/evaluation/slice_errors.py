@@ -1,0 +1,116 @@
+"""Where a segmentation model's errors lie, slice by slice, and what a Dice figure means at this resolution.
+
+* Slice Dice: ``2 |P_z ∩ G_z| / (|P_z| + |G_z|)`` of each slice ``z`` holding reference foreground.
+* Strata: each such slice falls into a third of the reference ring area (tercile edges over all slices scored
+  together) and into a third of its position in the patient's stack (``z / (depth - 1)`` in ``[0, 1/3)``,
+  ``[1/3, 2/3)``, ``[2/3, 1]``); a stratum's figure is the mean slice Dice over its slices.
+* Area ratio: ``sum |P| / sum |G|`` over all scored voxels (above 1: the model over-segments).
+* Reference perturbations: the Dice, pooled per patient as in :mod:`pipelines.evaluation.metrics`, of the reference
+  against itself shifted by one pixel in plane (mean over the 4 directions), dilated by one pixel and eroded by one
+  pixel (3x3 cross structuring element, in plane only). They show how much Dice a one-pixel boundary error costs on
+  structures of this size, a yardstick for the model's figures rather than a bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["SliceRecord", "slice_records", "stratified_dice", "area_ratio", "perturbation_dice"]
+
+_CROSS = ndimage.generate_binary_structure(2, 1)
+THIRDS = ("first", "middle", "last")
+
+
+@dataclass(frozen=True)
+class SliceRecord:
+    """One slice holding reference foreground."""
+
+    case_id: str
+    index: int
+    depth: int
+    reference_area: int
+    predicted_area: int
+    dice: float
+
+    @property
+    def position(self) -> float:
+        """Position in the stack: 0 for the first slice, 1 for the last."""
+        return self.index / (self.depth - 1) if self.depth > 1 else 0.0
+
+
+def _check(prediction: np.ndarray, reference: np.ndarray, case_id: str) -> None:
+    if prediction.shape != reference.shape or reference.ndim != 3:
+        raise ValueError(f"{case_id}: prediction {prediction.shape} and reference {reference.shape} must be the same "
+                         "(H, W, slices) shape")
+
+
+def slice_records(case_id: str, prediction: np.ndarray, reference: np.ndarray) -> list[SliceRecord]:
+    """Per-slice Dice of binary ``(H, W, slices)`` masks, for the slices where the reference has foreground."""
+    _check(prediction, reference, case_id)
+    pred, ref = prediction.astype(bool), reference.astype(bool)
+    records = []
+    for z in range(ref.shape[2]):
+        g, p = ref[..., z], pred[..., z]
+        if not g.any():
+            continue
+        dice = 2.0 * float((g & p).sum()) / float(g.sum() + p.sum())
+        records.append(SliceRecord(case_id, z, ref.shape[2], int(g.sum()), int(p.sum()), dice))
+    return records
+
+
+def _thirds(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    return np.digitize(values, edges)  # 0, 1, 2
+
+
+def stratified_dice(records: Sequence[SliceRecord]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean slice Dice, slice count and mean reference area per third of ring area and of stack position."""
+    if not records:
+        raise ValueError("no slice with reference foreground to score")
+    dice = np.array([r.dice for r in records])
+    area = np.array([r.reference_area for r in records], dtype=float)
+    position = np.array([r.position for r in records])
+    strata = {
+        "ring_area": _thirds(area, np.percentile(area, [100 / 3, 200 / 3])),
+        "stack_position": _thirds(position, [1 / 3, 2 / 3]),
+    }
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, third in strata.items():
+        out[name] = {}
+        for k, label in enumerate(("smallest", "middle", "largest") if name == "ring_area" else THIRDS):
+            chosen = third == k
+            if chosen.any():
+                out[name][label] = {"dice": float(dice[chosen].mean()), "slices": int(chosen.sum()),
+                                    "reference_area_px": float(area[chosen].mean())}
+    return out
+
+
+def area_ratio(records: Iterable[SliceRecord]) -> float:
+    """``sum |P| / sum |G|`` over the scored slices."""
+    records = list(records)
+    return sum(r.predicted_area for r in records) / sum(r.reference_area for r in records)
+
+
+def _pooled_dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / float(total)
+
+
+def _in_plane(mask: np.ndarray, operation) -> np.ndarray:  # noqa: ANN001 - a scipy.ndimage binary operation
+    return np.stack([operation(mask[..., z], structure=_CROSS) for z in range(mask.shape[2])], axis=-1)
+
+
+def perturbation_dice(reference: np.ndarray) -> dict[str, float]:
+    """Dice of a binary ``(H, W, slices)`` reference against its one-pixel shift, dilation and erosion."""
+    ref = reference.astype(bool)
+    if ref.ndim != 3:
+        raise ValueError(f"expected an (H, W, slices) mask, got shape {ref.shape}")
+    shifts = [np.roll(ref, step, axis=axis) for axis in (0, 1) for step in (-1, 1)]
+    return {
+        "shift_1px": float(np.mean([_pooled_dice(ref, s) for s in shifts])),
+        "dilate_1px": _pooled_dice(ref, _in_plane(ref, ndimage.binary_dilation)),
+        "erode_1px": _pooled_dice(ref, _in_plane(ref, ndimage.binary_erosion)),
+    }
