@@ -54,6 +54,8 @@ def collect(data: Path, folders: list[Path]) -> dict[str, Any]:
                 raise InputError(path, f"case {case!r} was already predicted in {seen[case]}")
             seen[case] = path
             prediction, reference = _mask(path), _mask(labels[case])
+            if prediction.shape != reference.shape:
+                raise InputError(path, f"shape {prediction.shape} differs from the label's {reference.shape}")
             case_records = slice_records(case, prediction, reference)
             records += case_records
             perturbations.append(perturbation_dice(reference))

@@ -52,6 +52,11 @@ def test_refusals_name_the_file(sunnybrook_dir: Path, tmp_path: Path) -> None:
     write_predictions(sunnybrook_dir, tmp_path / "b")
     with pytest.raises(InputError, match="already predicted"):
         segmentation_errors.collect(sunnybrook_dir, [tmp_path / "a", tmp_path / "b"])
+    cropped = tmp_path / "a" / "scd_001_seg.nii.gz"
+    label = nib.load(cropped)
+    nib.save(nib.Nifti1Image(np.asarray(label.dataobj)[:32], label.affine), cropped)
+    with pytest.raises(InputError, match="differs from the label"):
+        segmentation_errors.collect(sunnybrook_dir, [tmp_path / "a"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no \\*_seg.nii.gz"):
         segmentation_errors.collect(sunnybrook_dir, [tmp_path / "empty"])

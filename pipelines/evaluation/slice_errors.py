@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -99,7 +99,8 @@ def _pooled_dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / float(total)
 
 
-def _in_plane(mask: np.ndarray, operation) -> np.ndarray:  # noqa: ANN001 - a scipy.ndimage binary operation
+def _in_plane(mask: np.ndarray, operation: Callable[..., np.ndarray]) -> np.ndarray:
+    """A 2D scipy.ndimage binary operation applied to each slice with the 3x3 cross."""
     return np.stack([operation(mask[..., z], structure=_CROSS) for z in range(mask.shape[2])], axis=-1)
 
 
