@@ -22,7 +22,9 @@ import numpy as np
 
 from pipelines.data.datalist import load_datalist
 from pipelines.errors import InputError
-from pipelines.evaluation.slice_errors import area_ratio, perturbation_dice, slice_records, stratified_dice
+from pipelines.evaluation.slice_errors import (
+    area_ratio, perturbation_dice, pooled_dice, slice_records, stratified_dice,
+)
 from pipelines.io.atomic import atomic_write_json
 from pipelines.io.console import tolerant_streams
 
@@ -59,7 +61,7 @@ def collect(data: Path, folders: list[Path]) -> dict[str, Any]:
             case_records = slice_records(case, prediction, reference)
             records += case_records
             perturbations.append(perturbation_dice(reference))
-            pooled.append(2.0 * (prediction & reference).sum() / (prediction.sum() + reference.sum()))
+            pooled.append(pooled_dice(prediction, reference))
     return {
         "cases": len(seen),
         "slices": len(records),

@@ -13,15 +13,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SliceRecord", "slice_records", "stratified_dice", "area_ratio", "perturbation_dice"]
+__all__ = ["SliceRecord", "pooled_dice", "slice_records", "stratified_dice", "area_ratio", "perturbation_dice"]
 
-_CROSS = ndimage.generate_binary_structure(2, 1)
+# the 3x3 cross of one slice, with no neighbours along the slice axis: the operations stay in plane
+_CROSS_IN_PLANE = ndimage.generate_binary_structure(2, 1)[..., None]
 THIRDS = ("first", "middle", "last")
 
 
@@ -57,8 +58,7 @@ def slice_records(case_id: str, prediction: np.ndarray, reference: np.ndarray) -
         g, p = ref[..., z], pred[..., z]
         if not g.any():
             continue
-        dice = 2.0 * float((g & p).sum()) / float(g.sum() + p.sum())
-        records.append(SliceRecord(case_id, z, ref.shape[2], int(g.sum()), int(p.sum()), dice))
+        records.append(SliceRecord(case_id, z, ref.shape[2], int(g.sum()), int(p.sum()), pooled_dice(p, g)))
     return records
 
 
@@ -94,14 +94,10 @@ def area_ratio(records: Iterable[SliceRecord]) -> float:
     return sum(r.predicted_area for r in records) / sum(r.reference_area for r in records)
 
 
-def _pooled_dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / float(total)
-
-
-def _in_plane(mask: np.ndarray, operation: Callable[..., np.ndarray]) -> np.ndarray:
-    """A 2D scipy.ndimage binary operation applied to each slice with the 3x3 cross."""
-    return np.stack([operation(mask[..., z], structure=_CROSS) for z in range(mask.shape[2])], axis=-1)
+def pooled_dice(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """``2 |P ∩ G| / (|P| + |G|)`` over all voxels of two boolean masks; 1.0 when both are empty."""
+    total = prediction.sum() + reference.sum()
+    return 1.0 if total == 0 else 2.0 * float((prediction & reference).sum()) / float(total)
 
 
 def perturbation_dice(reference: np.ndarray) -> dict[str, float]:
@@ -111,7 +107,7 @@ def perturbation_dice(reference: np.ndarray) -> dict[str, float]:
         raise ValueError(f"expected an (H, W, slices) mask, got shape {ref.shape}")
     shifts = [np.roll(ref, step, axis=axis) for axis in (0, 1) for step in (-1, 1)]
     return {
-        "shift_1px": float(np.mean([_pooled_dice(ref, s) for s in shifts])),
-        "dilate_1px": _pooled_dice(ref, _in_plane(ref, ndimage.binary_dilation)),
-        "erode_1px": _pooled_dice(ref, _in_plane(ref, ndimage.binary_erosion)),
+        "shift_1px": float(np.mean([pooled_dice(ref, s) for s in shifts])),
+        "dilate_1px": pooled_dice(ref, ndimage.binary_dilation(ref, structure=_CROSS_IN_PLANE)),
+        "erode_1px": pooled_dice(ref, ndimage.binary_erosion(ref, structure=_CROSS_IN_PLANE)),
     }
