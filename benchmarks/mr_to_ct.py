@@ -6,9 +6,10 @@
 Rows:
 
 - ``identity``: the T1 MR's 8-bit display values taken as the CT (no model), the floor any model must beat;
-- ``ct_blur``: not a model but a yardstick: the real CT itself, blurred with a Gaussian of ``--blur-sigma`` pixels
-  (default 2) slice by slice. It shows what the SSIM of a prediction that is right but smoother than the noisy CT
-  can reach (the CT's brain window turns its noise into grain that no MR predicts);
+- ``ct_blur``: not a model but a yardstick, one row per ``--blur-sigma`` (default ``1,1.5,2`` pixels): the real CT
+  itself, blurred slice by slice with a Gaussian of that sigma. It shows how fast SSIM falls for a prediction that is
+  right everywhere but smoother than the grainy CT (the brain window turns the CT's noise into grain that no MR
+  predicts), and so how sharp a synthetic CT must be to reach a given SSIM;
 - ``paired``: ``mr_to_ct_paired`` trained on the paired slices of the training patients (the upper bound);
 - ``cyclegan``: ``mr_to_ct_cyclegan`` trained on the MR of half of the training patients and the CT of the other
   half (unpaired in fact).
@@ -117,6 +118,20 @@ def blurred_ct_row(data: Path, max_cases: int | None, sigma: float) -> dict[str,
         blurred = np.stack([gaussian_filter(ct[..., k], sigma) for k in range(ct.shape[-1])], axis=-1)
         cases.append(_case(item, blurred, ct, _load(item["mask"])))
     return {"row": f"ct_blur (sigma {sigma:g} px)", "bundle": None, "cases": cases}
+
+
+def blur_sigmas(text: str) -> list[float]:
+    """``"1,1.5,2"`` -> ``[1.0, 1.5, 2.0]``; a value that is not a positive number is a one-line error."""
+    sigmas = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            sigma = float(part)
+        except ValueError:
+            sigma = float("nan")
+        if not sigma > 0:
+            raise SystemExit(f"--blur-sigma: {part!r} is not a positive number of pixels")
+        sigmas.append(sigma)
+    return sigmas
 
 
 def time_inference(bundle: str, data: Path, checkpoint: Path, max_cases: int | None, output: Path,
@@ -240,12 +255,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated rows (default: {','.join(ROWS)})")
     parser.add_argument("--epochs", type=int, help="override the bundles' schedules")
-    parser.add_argument("--blur-sigma", type=float, default=2.0, help="Gaussian sigma (pixels) of the ct_blur row")
+    parser.add_argument("--blur-sigma", default="1,1.5,2",
+                        help="comma-separated Gaussian sigmas (pixels), one ct_blur row each (default: 1,1.5,2)")
     parser.add_argument("--quick", action="store_true", help="tiny networks, 2 epochs, 1 patient per subset")
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds of the model rows (default: 0)")
     parser.add_argument("--workers", type=int, default=0, help="training data loader worker processes (GPU runs)")
     args = parser.parse_args()
     seeds = [int(k) for k in args.seeds.split(",") if k.strip()]
+    sigmas = blur_sigmas(args.blur_sigma)
     logging.basicConfig(level=logging.WARNING)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(rows) - set(ROWS))
@@ -259,7 +276,10 @@ def main() -> None:
         if name == "identity":
             row = identity_row(args.data, max_cases)
         elif name == "ct_blur":
-            row = blurred_ct_row(args.data, max_cases, args.blur_sigma)
+            for sigma in sigmas:
+                summaries.append(summarise(blurred_ct_row(args.data, max_cases, sigma)))
+                print(json.dumps(json_safe(summaries[-1])), flush=True)
+            continue
         else:
             if args.workers:
                 overrides = {**overrides, "train#dataloader#num_workers": args.workers,

@@ -85,8 +85,13 @@ def test_mr_to_ct_benchmark_quick(brain_mr_ct_dir: Path, tmp_path: Path) -> None
     result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {r["row"]: r for r in json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))["rows"]}
-    assert list(rows) == ["identity", "ct_blur (sigma 2 px)", "paired", "cyclegan"]
-    assert rows["ct_blur (sigma 2 px)"]["ssim"]["mean"] > rows["identity"]["ssim"]["mean"]
+    blurs = ["ct_blur (sigma 1 px)", "ct_blur (sigma 1.5 px)", "ct_blur (sigma 2 px)"]
+    assert list(rows) == ["identity", *blurs, "paired", "cyclegan"]
+    # the more the real CT is smoothed, the lower its SSIM and the higher its MAE; even sigma 2 beats the MR
+    ssim = [rows[b]["ssim"]["mean"] for b in blurs]
+    mae = [rows[b]["mae"]["mean"] for b in blurs]
+    assert ssim == sorted(ssim, reverse=True) and mae == sorted(mae)
+    assert ssim[-1] > rows["identity"]["ssim"]["mean"]
     # the identity row is the MR's display values scored as CT, inside the mask
     case = next(iter(rows["identity"]["mae_by_case"]))
     mr, ct, mask = (np.asarray(nib.load(brain_mr_ct_dir / sub / f"{case}.nii.gz").dataobj, dtype=float)
@@ -123,3 +128,13 @@ def test_mr_to_ct_benchmark_quick(brain_mr_ct_dir: Path, tmp_path: Path) -> None
     # the quick runs are never passed off as a full run
     full = subprocess.run(command[:-1] + ["--rows", "paired"], capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert full.returncode != 0 and "made for another definition" in full.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "2,wide"])
+def test_mr_to_ct_benchmark_refuses_a_blur_sigma_that_is_not_positive(value: str, tmp_path: Path) -> None:
+    command = [sys.executable, str(REPO / "benchmarks" / "mr_to_ct.py"), "--data", str(tmp_path),
+               "--output", str(tmp_path / "out"), "--rows", "ct_blur", "--blur-sigma", value]
+    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("--blur-sigma: ")
+    assert not (tmp_path / "out").exists()
