@@ -69,6 +69,11 @@ def test_training_writes_weights_history_figures_and_an_mlflow_run(trained: dict
     # the best generator is saved bare, loadable with weights_only, as the network of the inference config
     state = torch.load(run / "models" / "model.pt", map_location="cpu", weights_only=True)
     assert all(key.startswith("network.") for key in state)
+    # model_last.pt: the same format, holding the generator of the last epoch (the one in the resumable checkpoint)
+    last = torch.load(run / "models" / "model_last.pt", map_location="cpu", weights_only=True)
+    generator = torch.load(run / "models" / "checkpoint.pt", map_location="cpu", weights_only=True)["G_mr_to_ct"]
+    assert last.keys() == state.keys() == {f"network.{k}" for k in generator}
+    assert all(torch.equal(last[f"network.{k}"], v) for k, v in generator.items())
 
     record = json.loads((run / "mlflow_run.json").read_text(encoding="utf-8"))
     client = mlflow.MlflowClient(tracking_uri=record["tracking_uri"])
