@@ -9,23 +9,31 @@ The ensemble is :class:`pipelines.networks.ProbabilityEnsemble`: the mean of the
 as ``<output>/ensemble.pt``, so that ``pipelines evaluate`` / ``pipelines predict`` can use them with the
 ``network_def`` override this script prints. Every subset is scored with the bundle's own evaluation (per-patient
 3D Dice, HD95), for each member alone and for the ensemble; the validation patients are the ones to decide by, the
-test patients the ones to report. One JSON line per (model, subset); ``<output>/results.json`` and ``results.md``.
+test patients the ones to report. The members' masks from ``pipelines predict`` on the last subset are also compared
+with each other and with the reference (:func:`member_agreement`): how much of the error they share. One JSON line
+per (model, subset) and one for the agreement; ``<output>/results.json`` and ``results.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
+import numpy as np
 import torch
 from monai.bundle import ConfigParser
 
 from pipelines import api
+from pipelines.data.datalist import split_items
+from pipelines.evaluation.slice_errors import pooled_dice
 from pipelines.io.atomic import atomic_write_json, atomic_write_text
 from pipelines.io.console import tolerant_streams
 from pipelines.networks.ensemble import ensemble_weights
@@ -58,7 +66,40 @@ def score(bundle: str, data: Path, checkpoint: Path, output: Path, split: str, s
             "per_case": {c["case_id"]: c["dice"] for c in metrics["cases"]}}
 
 
-def markdown(rows: list[dict[str, Any]], subsets: list[str], hardware: str) -> str:
+def member_agreement(bundle: str, data: Path, checkpoints: list[Path], output: Path, split: str, subset: str,
+                     max_cases: int | None) -> dict[str, float]:
+    """How alike the members' masks are: the per-patient Dice between every two members' ``pipelines predict``
+    masks, averaged over patients and pairs, next to the members' mean Dice against the reference labels.
+
+    Members that agree far better with each other than with the reference make the same errors, which no average of
+    them can remove.
+    """
+    items = split_items(data / "datalist.json", split, subset, max_cases)
+    folders = [output / subset / f"member_{m + 1}" / "predictions" for m in range(len(checkpoints))]
+    for folder, checkpoint in zip(folders, checkpoints):
+        if all((folder / f"{item['case_id']}_seg.nii.gz").is_file() for item in items):
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            for item in items:
+                os.symlink(item["image"], Path(tmp) / Path(item["image"]).name)
+            report = api.predict(bundle, tmp, folder, checkpoint=checkpoint, overwrite=True)
+        if not report.ok:
+            raise SystemExit(f"{checkpoint}: prediction failed for {sorted(report.failed)}")
+
+    def mask(path: str | Path) -> np.ndarray:
+        return np.asarray(nib.load(path).dataobj) > 0
+
+    between, to_reference = [], []
+    for item in items:
+        masks = [mask(folder / f"{item['case_id']}_seg.nii.gz") for folder in folders]
+        reference = mask(item["label"])
+        between += [pooled_dice(a, b) for a, b in itertools.combinations(masks, 2)]
+        to_reference += [pooled_dice(m, reference) for m in masks]
+    return {"subset": subset, "patients": len(items), "dice_between_members": float(np.mean(between)),
+            "dice_members_to_reference": float(np.mean(to_reference))}
+
+
+def markdown(rows: list[dict[str, Any]], subsets: list[str], hardware: str, agreement: dict[str, float]) -> str:
     lines = ["| model | " + " | ".join(f"{s} Dice (mean ± std) | {s} HD95 mm" for s in subsets) + " |",
              "|---|" + "---|---|" * len(subsets)]
     for name in dict.fromkeys(r["model"] for r in rows):
@@ -67,6 +108,9 @@ def markdown(rows: list[dict[str, Any]], subsets: list[str], hardware: str) -> s
             r = next(r for r in rows if r["model"] == name and r["subset"] == s)
             cells += [f"{r['dice_mean']:.3f} ± {r['dice_std']:.3f}", f"{r['hd95_mm_mean']:.2f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append(f"\nOn the {agreement['subset']} patients the members' masks agree with each other at a Dice of "
+                 f"{agreement['dice_between_members']:.3f} (per patient, mean over pairs) and with the reference at "
+                 f"{agreement['dice_members_to_reference']:.3f}.")
     return "\n".join(lines) + f"\n\nHardware: {hardware}.\n"
 
 
@@ -108,11 +152,14 @@ def main() -> None:
                    **score(args.bundle, args.data, checkpoint, folder, args.split, subset, overrides, args.max_cases)}
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "per_case"}), flush=True)
+    agreement = member_agreement(args.bundle, args.data, args.checkpoints, args.output, args.split, subsets[-1],
+                                 args.max_cases)
+    print(json.dumps(agreement), flush=True)
     hardware = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
     result = {"bundle": args.bundle, "split": args.split, "members": members, "rows": rows, "hardware": hardware,
-              "network_def_override": network_def}
+              "network_def_override": network_def, "agreement": agreement}
     atomic_write_json(args.output / "results.json", result)
-    atomic_write_text(args.output / "results.md", markdown(rows, subsets, hardware))
+    atomic_write_text(args.output / "results.md", markdown(rows, subsets, hardware, agreement))
     print(json.dumps({"network_def_override": network_def}), flush=True)
 
 

@@ -27,6 +27,10 @@ def test_an_ensemble_of_one_model_twice_scores_like_the_model(sunnybrook_dir: Pa
     assert member["dice_mean"] > 0.7  # real weights on real patients
     assert len(result["network_def_override"]["members"]) == 2
     assert (out / "ensemble.pt").is_file() and "| ensemble of 2 |" in (out / "results.md").read_text()
+    # a model agrees with itself everywhere, and with the reference as its evaluation says
+    agreement = result["agreement"]
+    assert agreement["patients"] == 2 and agreement["dice_between_members"] == 1.0
+    assert agreement["dice_members_to_reference"] == pytest.approx(member["dice_mean"], abs=1e-4)
 
     # the folder remembers its members: another list (three members) is refused instead of mixed in
     refused = subprocess.run(command[:7] + [str(SHIPPED)] + command[7:], capture_output=True, text=True, timeout=600)
