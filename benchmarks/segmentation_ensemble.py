@@ -34,7 +34,7 @@ from monai.bundle import ConfigParser
 from pipelines import api
 from pipelines.data.datalist import split_items
 from pipelines.evaluation.slice_errors import pooled_dice
-from pipelines.io.atomic import atomic_write_json, atomic_write_text
+from pipelines.io.atomic import atomic_torch_save, atomic_write_json, atomic_write_text
 from pipelines.io.console import tolerant_streams
 from pipelines.networks.ensemble import ensemble_weights
 
@@ -132,14 +132,14 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     weights = args.output / "ensemble.pt"
     members = [str(p.resolve()) for p in args.checkpoints]
+    # the folder's scores are reused by a later call, so it is tied to what they were computed for
+    definition = {"bundle": args.bundle, "members": members, "split": args.split, "max_cases": args.max_cases}
     stamp = args.output / "members.json"
-    if stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")) != members:
-        raise SystemExit(f"{args.output}: made for other members; delete it or use another --output")
-    atomic_write_json(stamp, members)
+    if stamp.exists() and json.loads(stamp.read_text(encoding="utf-8")) != definition:
+        raise SystemExit(f"{args.output}: made for other members or options; delete it or use another --output")
+    atomic_write_json(stamp, definition)
     if not weights.exists():
-        tmp = weights.with_name(f".{weights.name}.tmp")
-        torch.save({"model": ensemble_weights(args.checkpoints)}, tmp)
-        os.replace(tmp, weights)
+        atomic_torch_save({"model": ensemble_weights(args.checkpoints)}, weights)
     network_def = ensemble_network_def(args.bundle, len(members))
     models = [(f"member {m + 1} ({p.parent.parent.name if p.name == 'model.pt' else p.name})", p, None)
               for m, p in enumerate(args.checkpoints)]
