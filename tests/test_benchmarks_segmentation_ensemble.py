@@ -1,5 +1,6 @@
 """``benchmarks/segmentation_ensemble.py`` on real Sunnybrook patients with the shipped U-Net weights: an ensemble of
-a model with itself scores exactly what the model scores, and the printed override rebuilds the ensemble."""
+a model with itself scores exactly what the model scores and agrees with itself, and the output folder refuses
+other members."""
 
 from __future__ import annotations
 

@@ -23,6 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipelines.errors import InputError
+from pipelines.io.weights import load_weights
+
 __all__ = ["ProbabilityEnsemble", "ensemble_weights"]
 
 
@@ -56,9 +59,6 @@ def ensemble_weights(paths: Sequence[str | Path], key: str = "model") -> dict[st
     Raises:
         InputError: a file is unreadable, or its weights are not a state dict.
     """
-    from pipelines.errors import InputError
-    from pipelines.io.weights import load_weights
-
     combined: dict[str, torch.Tensor] = {}
     for m, path in enumerate(paths):
         state = load_weights(path)
