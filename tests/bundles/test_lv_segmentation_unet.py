@@ -105,7 +105,7 @@ def test_resume_after_a_crash_continues_the_run(
         api.train(BUNDLE, sunnybrook_dir, run_dir, epochs=3, max_cases=2, resume=True, overrides=FAST)
     summary = api.train(BUNDLE, sunnybrook_dir, run_dir, max_cases=2, resume=True, overrides=FAST)
     assert summary["epochs"] == 2
-    with open(run_dir / "figures" / "history.csv") as handle:
+    with open(run_dir / "figures" / "history.csv", encoding="utf-8") as handle:
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2]
 
 
@@ -116,7 +116,7 @@ def test_evaluate_reports_per_patient_dice_and_hd95(trained: tuple[Path, dict], 
     expected = datalist["splits"]["seed"]["test"][:3]
     assert [c["case_id"] for c in metrics["cases"]] == expected
     assert metrics["summary"]["n_cases"] == 3
-    with open(out / "metrics" / "per_case.csv") as handle:
+    with open(out / "metrics" / "per_case.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["case_id"] for r in rows] == expected
     assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)

@@ -48,7 +48,7 @@ def test_reports_per_case_rows_and_summary(tmp_path):
     handler.attach(engine)  # attaching twice must not score twice
     engine.run(cases(), max_epochs=2)  # the table is reset every epoch
 
-    with open(tmp_path / "per_case.csv", newline="") as handle:
+    with open(tmp_path / "per_case.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert rows == [
         {"case_id": "same", "group": "normal", "dice": "1", "hd95_mm": "0", "hd95_px": "0"},

@@ -31,7 +31,7 @@ def _assert_png(path: Path) -> np.ndarray:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as stream:
+    with path.open(newline="", encoding="utf-8") as stream:
         return list(csv.DictReader(stream))
 
 

@@ -78,7 +78,7 @@ def test_report_writes_per_case_rows_summary_and_regions(tmp_path: Path) -> None
     engine.run(batches(), max_epochs=2)  # the table is reset every epoch
     expected = expected_metrics()
 
-    with open(tmp_path / "per_case.csv", newline="") as handle:
+    with open(tmp_path / "per_case.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["case_id"], r["region"]) for r in rows] == [("p01", "head"), ("p02", "neck"), ("p03", "head")]
     for row in rows:

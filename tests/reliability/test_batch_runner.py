@@ -138,7 +138,7 @@ def test_older_files_an_input_did_not_touch_are_kept(batch, tmp_path: Path) -> N
 
     run_carrying_on(items, build_with({"write": "c"}))
 
-    assert (tmp_path / "c_seg.txt").read_text() == "from an earlier run"
+    assert (tmp_path / "c_seg.txt").read_text(encoding="utf-8") == "from an earlier run"
     assert not (tmp_path / "c_prob.txt").exists()
 
 

@@ -133,7 +133,7 @@ def weights(run: Path) -> dict[str, torch.Tensor]:
 
 
 def history(run: Path) -> list[dict[str, float]]:
-    with (run / "figures" / "history.csv").open(newline="") as stream:
+    with (run / "figures" / "history.csv").open(newline="", encoding="utf-8") as stream:
         return [{name: float(value) for name, value in row.items()} for row in csv.DictReader(stream)]
 
 
@@ -193,9 +193,9 @@ def test_two_processes_match_one_with_the_same_global_batch(sunnybrook_dir: Path
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mean_dice")] == list(range(1, EPOCHS + 1))
 
     # sharded: in every epoch the two ranks saw disjoint halves that together cover the training slices once
-    single = {int(k): v for k, v in json.loads((single_dir / "samples_rank0.json").read_text()).items()}
+    single = {int(k): v for k, v in json.loads((single_dir / "samples_rank0.json").read_text(encoding="utf-8")).items()}
     ranks = [
-        {int(k): v for k, v in json.loads((ddp_dir / f"samples_rank{r}.json").read_text()).items()} for r in range(2)
+        {int(k): v for k, v in json.loads((ddp_dir / f"samples_rank{r}.json").read_text(encoding="utf-8")).items()} for r in range(2)
     ]
     for epoch in range(1, EPOCHS + 1):
         everything = sorted(map(tuple, single[epoch]))

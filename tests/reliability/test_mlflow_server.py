@@ -116,7 +116,7 @@ def test_training_reads_back_from_the_server(server: Server, sunnybrook_dir: Pat
     assert run.info.status == "FINISHED"
     params = run.data.params
     assert (params["num_epochs"], params["split"], params["train_cases"]) == ("2", "seed", "1")
-    with (out / "figures" / "history.csv").open(newline="") as stream:
+    with (out / "figures" / "history.csv").open(newline="", encoding="utf-8") as stream:
         local = list(csv.DictReader(stream))
     for metric in ("train_loss", "val_mean_dice"):
         logged = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, metric))
@@ -161,7 +161,7 @@ def test_server_going_away_mid_run_costs_a_warning(
     assert server.process.poll() is not None
     assert summary["epochs"] == 2
     assert (out / "models" / "model.pt").is_file() and (out / "models" / "checkpoint.pt").is_file()
-    with (out / "figures" / "history.csv").open(newline="") as stream:
+    with (out / "figures" / "history.csv").open(newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert [int(row["epoch"]) for row in rows] == [1, 2]
     assert all(row["train_loss"] and row["val_mean_dice"] for row in rows)

@@ -82,7 +82,7 @@ def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
 
 
 def history(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "figures" / "history.csv").open(newline="") as stream:
+    with (run_dir / "figures" / "history.csv").open(newline="", encoding="utf-8") as stream:
         return list(csv.DictReader(stream))
 
 
