@@ -50,11 +50,29 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "_", name.lower()).strip("_")
 
 
-def load_variants(path: Path, names: list[str] | None = None) -> list[dict[str, Any]]:
-    """Read the variant list (``[{"name", "bundle", "overrides"?}]``), optionally keeping only ``names``."""
+def parse_rows(text: str, known: list[str]) -> list[str]:
+    """Split ``--rows`` at its commas into variant names, where a name may hold commas itself.
+
+    At each position the longest run of comma-separated pieces that is a ``known`` name is taken
+    (``"U-Net, no TTA,SegNet"`` -> ``["U-Net, no TTA", "SegNet"]``); a piece that starts no known name is kept alone
+    so that :func:`load_variants` names it as unknown.
+    """
+    pieces, names, start = text.split(","), [], 0
+    while start < len(pieces):
+        end = next((e for e in range(len(pieces), start, -1) if ",".join(pieces[start:e]).strip() in known), start + 1)
+        names.append(",".join(pieces[start:end]).strip())
+        start = end
+    return names
+
+
+def load_variants(path: Path, names: list[str] | str | None = None) -> list[dict[str, Any]]:
+    """Read the variant list (``[{"name", "bundle", "overrides"?}]``), optionally keeping only ``names`` (a list,
+    or ``--rows`` text for :func:`parse_rows`)."""
     variants = json.loads(Path(path).read_text(encoding="utf-8"))
     for v in variants:
         v.setdefault("overrides", {})
+    if isinstance(names, str):
+        names = parse_rows(names, [v["name"] for v in variants])
     if names:
         unknown = set(names) - {v["name"] for v in variants}
         if unknown:
@@ -200,14 +218,15 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="prepared Sunnybrook folder")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--variants", type=Path, default=DEFAULT_VARIANTS, help="JSON list of variants")
-    parser.add_argument("--rows", help="comma-separated variant names to run (default: all in --variants)")
+    parser.add_argument("--rows", help="comma-separated variant names to run (default: all in --variants); names "
+                        "that hold commas themselves are matched whole")
     parser.add_argument("--splits", default="seed,0,1,2,3,4")
     parser.add_argument("--epochs", type=int, help="override every variant's schedule")
     parser.add_argument("--quick", action="store_true", help="2 epochs on 4 patients per subset")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, sharing the CPU threads")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    variants = load_variants(args.variants, args.rows.split(",") if args.rows else None)
+    variants = load_variants(args.variants, args.rows)
     epochs, max_cases = (2, 4) if args.quick else (args.epochs, None)
     threads = max(1, torch.get_num_threads() // args.jobs)
     rows = []

@@ -7,6 +7,12 @@ one-pixel error of the reference itself would score (see :mod:`pipelines.evaluat
 ``--predictions`` takes folders of ``<case>_seg.nii.gz`` label maps (``pipelines predict``, or the ``predictions/``
 folder of each ``benchmarks/segmentation.py`` run); each case is scored against the prepared dataset's label. A case
 predicted in two folders is refused: the 5 cross-validation folds' test predictions cover each patient once.
+``--subsets`` keeps only the cases of some subsets of one ``--split`` (for example how a model fits its own
+training patients, from one ``pipelines predict`` over the whole image folder):
+
+    pipelines predict lv_segmentation_unet --input work_data/sunnybrook/images --output runs/pred_all
+    python benchmarks/segmentation_errors.py --data work_data/sunnybrook --predictions runs/pred_all --subsets train
+
 Prints a markdown table, and writes the figures as JSON with ``--output``.
 """
 
@@ -20,10 +26,10 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from pipelines.data.datalist import load_datalist
+from pipelines.data.datalist import load_datalist, split_items
 from pipelines.errors import InputError
 from pipelines.evaluation.slice_errors import (
-    area_ratio, perturbation_dice, pooled_dice, slice_records, stratified_dice,
+    ErrorSides, area_ratio, error_sides, perturbation_dice, pooled_dice, slice_records, stratified_dice,
 )
 from pipelines.io.atomic import atomic_write_json
 from pipelines.io.console import tolerant_streams
@@ -38,18 +44,21 @@ def _mask(path: Path) -> np.ndarray:
         raise InputError(path, f"not a readable NIfTI label map ({exc})") from exc
 
 
-def collect(data: Path, folders: list[Path]) -> dict[str, Any]:
-    """Score every ``<case>_seg.nii.gz`` of ``folders`` against the dataset's labels; return the report."""
+def collect(data: Path, folders: list[Path], cases: set[str] | None = None) -> dict[str, Any]:
+    """Score every ``<case>_seg.nii.gz`` of ``folders`` (only those of ``cases`` when given) against the dataset's
+    labels; return the report."""
     datalist = load_datalist(data)
     labels = {c["case_id"]: Path(datalist["_root"]) / c["label"] for c in datalist["cases"] if "label" in c}
     seen: dict[str, Path] = {}
-    records, perturbations, pooled = [], [], []
+    records, perturbations, pooled, sides = [], [], [], ErrorSides()
     for folder in folders:
         files = sorted(folder.glob(f"*{SUFFIX}"))
         if not files:
             raise InputError(folder, f"no *{SUFFIX} predictions")
         for path in files:
             case = path.name[: -len(SUFFIX)]
+            if cases is not None and case not in cases:
+                continue
             if case not in labels:
                 raise InputError(path, f"case {case!r} is not in {data / 'datalist.json'}")
             if case in seen:
@@ -62,6 +71,9 @@ def collect(data: Path, folders: list[Path]) -> dict[str, Any]:
             records += case_records
             perturbations.append(perturbation_dice(reference))
             pooled.append(pooled_dice(prediction, reference))
+            sides = sides + error_sides(prediction, reference, case)
+    if not seen:
+        raise InputError(folders[0], "none of the predicted cases is in the chosen subsets")
     return {
         "cases": len(seen),
         "slices": len(records),
@@ -69,6 +81,7 @@ def collect(data: Path, folders: list[Path]) -> dict[str, Any]:
         "area_ratio": area_ratio(records),
         "strata": stratified_dice(records),
         "reference_perturbations": {k: float(np.mean([p[k] for p in perturbations])) for k in perturbations[0]},
+        "error_sides": vars(sides),
     }
 
 
@@ -83,7 +96,25 @@ def table(report: dict[str, Any]) -> str:
                          f"| {row['dice']:.3f} |")
     lines += ["", "| the reference against itself | mean per-patient Dice |", "|---|---|"]
     lines += [f"| {k.replace('_', ' ')} | {v:.3f} |" for k, v in report["reference_perturbations"].items()]
-    return "\n".join(lines)
+    return "\n".join(lines + ["", sides_table(report["error_sides"])])
+
+
+def sides_table(sides: dict[str, int]) -> str:
+    """False positives and misses by side of the reference ring, as percentages of the reference area."""
+    ref = max(sides["reference"], 1)
+
+    def pct(key: str) -> str:
+        return f"{100 * sides[key] / ref:.1f}%"
+
+    return "\n".join([
+        f"Errors by side of the ring, in % of the reference area ({sides['closed_slices']} closed rings, "
+        f"{sides['open_slices']} open ones):", "",
+        "| error | cavity / inner edge | outside / outer edge | on open rings | total |", "|---|---|---|---|---|",
+        f"| false positives | {pct('fp_cavity')} | {pct('fp_outside')} | {pct('fp_open_ring')} "
+        f"| {100 * (sides['fp_cavity'] + sides['fp_outside'] + sides['fp_open_ring']) / ref:.1f}% |",
+        f"| misses | {pct('fn_inner')} | {pct('fn_outer')} | {pct('fn_open_ring')} "
+        f"| {100 * (sides['fn_inner'] + sides['fn_outer'] + sides['fn_open_ring']) / ref:.1f}% |",
+    ])
 
 
 def main() -> None:
@@ -92,10 +123,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="prepared Sunnybrook folder (datalist.json, labels/)")
     parser.add_argument("--predictions", type=Path, nargs="+", required=True, help="folders of <case>_seg.nii.gz")
     parser.add_argument("--output", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--subsets", help="score only these comma-separated subsets of --split (train, validation, "
+                        "test); default: every predicted case")
+    parser.add_argument("--split", default="seed", help="'seed' or a fold 0-4, for --subsets (default: seed)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     try:
-        report = collect(args.data, args.predictions)
+        cases = None
+        if args.subsets:
+            cases = {item["case_id"] for subset in args.subsets.split(",")
+                     for item in split_items(args.data, args.split, subset.strip(), check_files=False)}
+        report = collect(args.data, args.predictions, cases)
     except InputError as exc:
         raise SystemExit(f"error: {exc}") from None
     if args.output:

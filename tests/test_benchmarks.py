@@ -141,3 +141,19 @@ def test_mr_to_ct_benchmark_refuses_a_blur_sigma_that_is_not_positive(value: str
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("--blur-sigma: ")
     assert not (tmp_path / "out").exists()
+
+
+def test_rows_split_at_commas_but_keep_names_that_hold_commas() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("segmentation_benchmark", REPO / "benchmarks" / "segmentation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ablations = REPO / "benchmarks" / "segmentation_ablations.json"
+    picked = module.load_variants(ablations, "U-Net, no test-time flips,U-Net 0.2.0 recipe (seed 1)")
+    assert [v["name"] for v in picked] == ["U-Net, no test-time flips", "U-Net 0.2.0 recipe (seed 1)"]  # file order
+    known = ["U-Net", "U-Net, no TTA", "SegNet"]
+    assert module.parse_rows("U-Net, no TTA,SegNet", known) == ["U-Net, no TTA", "SegNet"]
+    assert module.parse_rows("U-Net,SegNet", known) == ["U-Net", "SegNet"]
+    with pytest.raises(SystemExit, match="no variant named"):
+        module.load_variants(ablations, "U-Net, no such row")

@@ -39,6 +39,9 @@ def test_perfect_and_shifted_predictions(sunnybrook_dir: Path, tmp_path: Path) -
     assert all(row["dice"] == 1.0 for thirds in report["strata"].values() for row in thirds.values())
     perturbed = report["reference_perturbations"]
     assert 0.6 < perturbed["dilate_1px"] < 0.85 and perturbed["erode_1px"] < perturbed["dilate_1px"]
+    sides = report["error_sides"]
+    assert sides["closed_slices"] + sides["open_slices"] == depth and sides["closed_slices"] > 0
+    assert sum(v for k, v in sides.items() if k.startswith(("fp_", "fn_"))) == 0
 
     write_predictions(sunnybrook_dir, tmp_path / "shifted", shift=1)
     shifted = segmentation_errors.collect(sunnybrook_dir, [tmp_path / "shifted"])
@@ -69,6 +72,18 @@ def test_command_prints_the_table_and_writes_json(sunnybrook_dir: Path, tmp_path
     result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| ring area | smallest |" in result.stdout and (tmp_path / "errors.json").is_file()
+    assert "| false positives | 0.0% | 0.0% | 0.0% | 0.0% |" in result.stdout
     missing = subprocess.run([*command[:5], str(tmp_path / "nowhere")], capture_output=True, encoding="utf-8",
                              errors="replace", timeout=300)
     assert missing.returncode == 1 and missing.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_subsets_keep_only_their_cases(sunnybrook_dir: Path, tmp_path: Path) -> None:
+    write_predictions(sunnybrook_dir, tmp_path / "exact")
+    validation = {item["case_id"] for item in segmentation_errors.split_items(sunnybrook_dir, "seed", "validation")}
+    kept = validation & set(CASES)
+    assert kept and kept != set(CASES)  # the three cases straddle the seed split's subsets
+    report = segmentation_errors.collect(sunnybrook_dir, [tmp_path / "exact"], validation)
+    assert report["cases"] == len(kept)
+    with pytest.raises(InputError, match="none of the predicted cases"):
+        segmentation_errors.collect(sunnybrook_dir, [tmp_path / "exact"], {"scd_044"})

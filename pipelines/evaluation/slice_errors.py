@@ -9,6 +9,12 @@
   against itself shifted by one pixel in plane (mean over the 4 directions), dilated by one pixel and eroded by one
   pixel (3x3 cross structuring element, in plane only). They show how much Dice a one-pixel boundary error costs on
   structures of this size, a yardstick for the model's figures rather than a bound.
+* Error sides: on a slice whose reference is a closed ring, the cavity ``C`` is the ring's hole (the in-plane
+  hole filling of ``G`` minus ``G``) and the outside ``O`` is everything beyond the filled ring. A false positive
+  ``P \\ G`` lies in ``C`` (endocardial side: blood pool, papillary muscles, trabeculae) or in ``O`` (epicardial
+  side: fat, pericardium, neighbouring organs); a miss ``G \\ P`` is on the inner edge when its Euclidean distance
+  to ``C`` is below its distance to ``O``, else on the outer edge. Slices whose reference ring is open (no hole:
+  the basal outflow tract, the apex) have no sides, and their errors are counted apart.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["SliceRecord", "pooled_dice", "slice_records", "stratified_dice", "area_ratio", "perturbation_dice"]
+__all__ = ["SliceRecord", "ErrorSides", "pooled_dice", "slice_records", "stratified_dice", "area_ratio",
+           "perturbation_dice", "error_sides"]
 
 # the 3x3 cross of one slice, with no neighbours along the slice axis: the operations stay in plane
 _CROSS_IN_PLANE = ndimage.generate_binary_structure(2, 1)[..., None]
@@ -111,3 +118,48 @@ def perturbation_dice(reference: np.ndarray) -> dict[str, float]:
         "dilate_1px": pooled_dice(ref, ndimage.binary_dilation(ref, structure=_CROSS_IN_PLANE)),
         "erode_1px": pooled_dice(ref, ndimage.binary_erosion(ref, structure=_CROSS_IN_PLANE)),
     }
+
+
+@dataclass(frozen=True)
+class ErrorSides:
+    """Pixel counts of false positives and misses by side of the reference ring (see the module doc)."""
+
+    reference: int = 0
+    fp_cavity: int = 0
+    fp_outside: int = 0
+    fp_open_ring: int = 0
+    fn_inner: int = 0
+    fn_outer: int = 0
+    fn_open_ring: int = 0
+    closed_slices: int = 0
+    open_slices: int = 0
+
+    def __add__(self, other: ErrorSides) -> ErrorSides:
+        return ErrorSides(*(a + b for a, b in zip(vars(self).values(), vars(other).values())))
+
+
+def error_sides(prediction: np.ndarray, reference: np.ndarray, case_id: str = "case") -> ErrorSides:
+    """Count the errors of binary ``(H, W, slices)`` masks by side, over the slices with reference foreground."""
+    _check(prediction, reference, case_id)
+    pred, ref = prediction.astype(bool), reference.astype(bool)
+    counts = dict.fromkeys(vars(ErrorSides()), 0)
+    for z in range(ref.shape[2]):
+        g, p = ref[..., z], pred[..., z]
+        if not g.any():
+            continue
+        filled = ndimage.binary_fill_holes(g)
+        cavity, outside = filled & ~g, ~filled
+        fp, fn = p & ~g, g & ~p
+        counts["reference"] += int(g.sum())
+        if not cavity.any():
+            counts["open_slices"] += 1
+            counts["fp_open_ring"] += int(fp.sum())
+            counts["fn_open_ring"] += int(fn.sum())
+            continue
+        counts["closed_slices"] += 1
+        inner = ndimage.distance_transform_edt(~cavity) < ndimage.distance_transform_edt(~outside)
+        counts["fp_cavity"] += int((fp & cavity).sum())
+        counts["fp_outside"] += int((fp & outside).sum())
+        counts["fn_inner"] += int((fn & inner).sum())
+        counts["fn_outer"] += int((fn & ~inner).sum())
+    return ErrorSides(**counts)

@@ -17,6 +17,8 @@ output is brought back by bilinear interpolation:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,9 +52,18 @@ class ScaledNetwork(nn.Module):
         pool = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}[spatial]
         if self.down > 1:
             out = self.network(pool(x, kernel_size=self.down))
-            return F.interpolate(out, size=x.shape[2:], mode=mode, align_corners=False)
+            return _per_head(out, x.ndim, lambda t: F.interpolate(t, size=x.shape[2:], mode=mode, align_corners=False))
         logits = self.network(F.interpolate(x, scale_factor=self.scale, mode=mode, align_corners=False))
-        return pool(logits, kernel_size=int(self.scale))
+        return _per_head(logits, x.ndim, lambda t: pool(t, kernel_size=int(self.scale)))
+
+
+def _per_head(out: torch.Tensor, input_ndim: int, resize: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``resize(out)``; for deep-supervision heads stacked as ``[B, K, C, *spatial]`` (one more axis than the input,
+    ``DynUNet`` in training mode), every head is resized alike and the stack is kept."""
+    if out.ndim != input_ndim + 1:
+        return resize(out)
+    batch, heads = out.shape[:2]
+    return resize(out.flatten(0, 1)).unflatten(0, (batch, heads))
 
 
 def describe(network: nn.Module) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.evaluation.slice_errors import area_ratio, perturbation_dice, slice_records, stratified_dice
+from pipelines.evaluation.slice_errors import (
+    ErrorSides, area_ratio, error_sides, perturbation_dice, slice_records, stratified_dice,
+)
 
 
 def square(size: int, side: int, depth: int = 1) -> np.ndarray:
@@ -54,3 +56,34 @@ def test_perturbations_of_a_square_match_hand_counts() -> None:
     assert figures["shift_1px"] == pytest.approx(2 * 12 / 32)  # a shift by one keeps 3 of 4 columns or rows
     assert figures["erode_1px"] == pytest.approx(2 * 4 / 20)  # the 2x2 core
     assert figures["dilate_1px"] == pytest.approx(2 * 16 / (16 + 32))  # + 4 edges of 4 px, no corners (cross)
+
+
+def ring(depth: int = 1) -> np.ndarray:
+    """A square ring on a 12x12 slice: outer square rows/columns 2..9, hole 4..7 (16 px cavity, 48 px ring)."""
+    mask = square(12, 8, depth)
+    mask[4:8, 4:8] = False
+    return mask
+
+
+def test_error_sides_count_cavity_and_outside_false_positives_and_inner_and_outer_misses() -> None:
+    reference = ring()
+    prediction = reference.copy()
+    prediction[5, 5, 0] = True  # a false positive in the cavity
+    prediction[0, 0, 0] = prediction[11, 11, 0] = True  # two outside the ring
+    prediction[3, 6, 0] = False  # a miss on the inner edge: one pixel from the cavity, two from the outside
+    prediction[2, 6, 0] = prediction[9, 3, 0] = False  # two misses on the outer edge
+    sides = error_sides(prediction, reference)
+    assert sides == ErrorSides(reference=48, fp_cavity=1, fp_outside=2, fn_inner=1, fn_outer=2, closed_slices=1)
+
+
+def test_open_rings_are_counted_apart_and_counts_add() -> None:
+    reference = np.concatenate([ring(), square(12, 3)], axis=2)  # a closed ring, then a ring-less blob
+    prediction = np.zeros_like(reference)
+    prediction[0, 0, 1] = True
+    open_only = error_sides(prediction, reference)
+    assert (open_only.open_slices, open_only.closed_slices) == (1, 1)
+    assert (open_only.fp_open_ring, open_only.fn_open_ring, open_only.fn_inner + open_only.fn_outer) == (1, 9, 48)
+    total = open_only + open_only
+    assert total.reference == 2 * (48 + 9) and total.fp_open_ring == 2
+    with pytest.raises(ValueError, match="same"):
+        error_sides(prediction[..., :1], reference)
