@@ -103,17 +103,16 @@ def sides_table(sides: dict[str, int]) -> str:
     """False positives and misses by side of the reference ring, as percentages of the reference area."""
     ref = max(sides["reference"], 1)
 
-    def pct(key: str) -> str:
-        return f"{100 * sides[key] / ref:.1f}%"
+    def row(name: str, keys: tuple[str, str, str]) -> str:
+        cells = [f"{100 * sides[k] / ref:.1f}%" for k in keys] + [f"{100 * sum(sides[k] for k in keys) / ref:.1f}%"]
+        return f"| {name} | " + " | ".join(cells) + " |"
 
     return "\n".join([
         f"Errors by side of the ring, in % of the reference area ({sides['closed_slices']} closed rings, "
         f"{sides['open_slices']} open ones):", "",
         "| error | cavity / inner edge | outside / outer edge | on open rings | total |", "|---|---|---|---|---|",
-        f"| false positives | {pct('fp_cavity')} | {pct('fp_outside')} | {pct('fp_open_ring')} "
-        f"| {100 * (sides['fp_cavity'] + sides['fp_outside'] + sides['fp_open_ring']) / ref:.1f}% |",
-        f"| misses | {pct('fn_inner')} | {pct('fn_outer')} | {pct('fn_open_ring')} "
-        f"| {100 * (sides['fn_inner'] + sides['fn_outer'] + sides['fn_open_ring']) / ref:.1f}% |",
+        row("false positives", ("fp_cavity", "fp_outside", "fp_open_ring")),
+        row("misses", ("fn_inner", "fn_outer", "fn_open_ring")),
     ])
 
 

@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from pipelines.data.datalist import split_items
 from pipelines.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def test_command_prints_the_table_and_writes_json(sunnybrook_dir: Path, tmp_path
 
 def test_subsets_keep_only_their_cases(sunnybrook_dir: Path, tmp_path: Path) -> None:
     write_predictions(sunnybrook_dir, tmp_path / "exact")
-    validation = {item["case_id"] for item in segmentation_errors.split_items(sunnybrook_dir, "seed", "validation")}
+    validation = {item["case_id"] for item in split_items(sunnybrook_dir, "seed", "validation")}
     kept = validation & set(CASES)
     assert kept and kept != set(CASES)  # the three cases straddle the seed split's subsets
     report = segmentation_errors.collect(sunnybrook_dir, [tmp_path / "exact"], validation)

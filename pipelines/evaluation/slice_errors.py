@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -135,7 +135,7 @@ class ErrorSides:
     open_slices: int = 0
 
     def __add__(self, other: ErrorSides) -> ErrorSides:
-        return ErrorSides(*(a + b for a, b in zip(vars(self).values(), vars(other).values())))
+        return ErrorSides(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
 
 def error_sides(prediction: np.ndarray, reference: np.ndarray, case_id: str = "case") -> ErrorSides:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import torch
 from monai.losses import DeepSupervisionLoss
-from torch.nn.modules.loss import _Loss
 
 __all__ = ["StackedDeepSupervisionLoss"]
 
@@ -27,9 +26,6 @@ class StackedDeepSupervisionLoss(DeepSupervisionLoss):
         weight_mode: ``"exp"`` (1, 0.5, 0.25, ...), ``"same"`` or ``"two"``, as in MONAI.
         weights: explicit per-head weights; override ``weight_mode``.
     """
-
-    def __init__(self, loss: _Loss, weight_mode: str = "exp", weights: list[float] | None = None) -> None:
-        super().__init__(loss, weight_mode=weight_mode, weights=weights)
 
     def forward(self, input: torch.Tensor | list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
         if isinstance(input, torch.Tensor) and input.ndim == target.ndim + 1:
