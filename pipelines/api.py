@@ -30,7 +30,7 @@ from pipelines.tracking import mlflow_settings
 logger = logging.getLogger(__name__)
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
-DATASETS = ("sunnybrook", "brain_mr_ct", "mednist")
+DATASETS = ("sunnybrook", "brain_mr_ct", "mednist", "acdc", "sunnybrook_dicom")
 
 __all__ = [
     "BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "explain", "synthesize",
@@ -144,7 +144,10 @@ def prepare_data(
     harmonise_ct: bool = True,
     register_ct: bool = False,
 ) -> Path:
-    """Prepare a dataset (``sunnybrook``, ``brain_mr_ct`` or ``mednist``) into ``output``; return the datalist path.
+    """Prepare a dataset (one of ``DATASETS``) into ``output``; return the datalist path.
+
+    ``acdc`` reads the official ACDC layout (full field of view, 4 labels); ``sunnybrook_dicom`` the Sunnybrook
+    Cardiac Data as distributed (DICOM cine + expert contour files).
 
     ``brain_mr_ct`` only (:mod:`pipelines.data.brain_mr_ct`): ``harmonise_ct`` moves outlying CT window levels onto
     their region's reference (``False`` keeps the file's levels); ``register_ct`` registers each CT slice onto its T1
@@ -166,6 +169,14 @@ def prepare_data(
         from pipelines.data import mednist
 
         return mednist.prepare(output, source=source, overwrite=overwrite)
+    if dataset == "acdc":
+        from pipelines.data import acdc
+
+        return acdc.prepare(output, source=source, overwrite=overwrite)
+    if dataset == "sunnybrook_dicom":
+        from pipelines.data import sunnybrook_dicom
+
+        return sunnybrook_dicom.prepare(output, source=source, overwrite=overwrite)
     raise PipelineError(f"unknown dataset {dataset!r}; available: {', '.join(DATASETS)}")
 
 
@@ -384,58 +395,127 @@ def _run_on_images(
     tracking_uri: str | None,
     override: dict[str, Any],
     log_outputs: bool = False,
+    allow_cine: bool = False,
 ) -> PredictionReport:
     """Run an image-to-files bundle config (``inference.json``, ``explain.json``) on every image in ``input``.
 
     Each image is first made a validated NIfTI file (converted with SimpleITK into a temporary folder when it is
     DICOM, NRRD or MHA) and becomes an item ``{"image": path, "name": unique name}`` of the config's
     ``input_items``. ``outputs_of(name, nifti)`` lists the files an item will write. An input is skipped, with a
-    logged one-line error, when it is unreadable or invalid, when one of its files exists (unless ``overwrite``),
-    or when a file would land outside ``output``; the others are run (:func:`pipelines.batch.run_carrying_on`), and
-    one failing during the run loses only its own files. The run is logged to MLflow only when ``tracking_uri`` or
-    ``MLFLOW_TRACKING_URI`` names a store, with the written files as artifacts if ``log_outputs``.
+    logged one-line error, when it is unreadable or invalid, when its grid is not one the bundle accepts (the
+    config's ``input_grid``, :func:`pipelines.io.input_grid.check_input_grid`), when one of its files exists
+    (unless ``overwrite``), or when a file would land outside ``output``; the others are run
+    (:func:`pipelines.batch.run_carrying_on`), and one failing during the run loses only its own files. The run is
+    logged to MLflow only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store, with the written files as
+    artifacts if ``log_outputs``.
+
+    With ``allow_cine``, a 4D input (a 4D NIfTI file, or a DICOM cine series) is split into its time frames, the
+    bundle runs on the frames, and each output is stacked back into one 4D file with the input's header
+    (:mod:`pipelines.io.frames`); a cine fails as a whole if any of its frames fails.
     """
     from pipelines.batch import WorkItem, run_carrying_on
+    from pipelines.io.frames import is_cine
     from pipelines.io.images import discover_inputs, to_nifti
+    from pipelines.io.input_grid import check_input_grid
 
     report = PredictionReport()
     inputs = discover_inputs(input)
+    grid = _config_values(bundle_dir, configs, input_grid=None)["input_grid"]
+    # tracked only when a tracking server is named: keep the output folder to the images
+    track = bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+    run_name = _run_name(Path(configs[-1]).stem)
+
+    def builder(folder: Path) -> Callable[[Sequence[WorkItem]], ConfigWorkflow]:
+        def build(remaining: Sequence[WorkItem]) -> ConfigWorkflow:
+            settings = {
+                "output_dir": str(folder.resolve()),
+                "input_items": [work.item for work in remaining],
+                "overwrite": overwrite,
+                "run_name": run_name,
+                **override,
+                **_tracking(tracking_uri),
+            }
+            if log_outputs:
+                settings["tracked_artifacts"] = [str(p.resolve()) for work in remaining for p in work.outputs]
+            return _workflow(bundle_dir, configs, track=track, **settings)
+
+        return build
+
     with tempfile.TemporaryDirectory(prefix="pipelines-") as work:
         pending: list[WorkItem] = []
+        cines: list[tuple[WorkItem, Path]] = []
         for image in inputs:
             try:
                 nifti = to_nifti(image, Path(work))
+                cine = is_cine(nifti)
+                if cine and not allow_cine:
+                    raise InputError(image.source, "a 4D cine; this command takes 3D frames (split it first)")
+                check_input_grid(nifti, image.source, grid)
                 targets = outputs_of(image.name, nifti)
                 _check_targets(image.source, image.name, targets, output, overwrite)
             except PipelineError as exc:
                 report.failed[str(image.source)] = str(exc)
                 logger.error("%s", exc)
                 continue
-            pending.append(WorkItem({"image": str(nifti), "name": image.name}, str(image.source), tuple(targets)))
-        if pending:
+            work_item = WorkItem({"image": str(nifti), "name": image.name}, str(image.source), tuple(targets))
+            if cine:
+                cines.append((work_item, nifti))
+            else:
+                pending.append(work_item)
+        if pending or cines:
             writable_dir(output)
-            # tracked only when a tracking server is named: keep the output folder to the images
-            track = bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
-            run_name = _run_name(Path(configs[-1]).stem)
-
-            def build(remaining: Sequence[WorkItem]) -> ConfigWorkflow:
-                settings = {
-                    "output_dir": str(output.resolve()),
-                    "input_items": [work.item for work in remaining],
-                    "overwrite": overwrite,
-                    "run_name": run_name,
-                    **override,
-                    **_tracking(tracking_uri),
-                }
-                if log_outputs:
-                    settings["tracked_artifacts"] = [str(p.resolve()) for work in remaining for p in work.outputs]
-                return _workflow(bundle_dir, configs, track=track, **settings)
-
-            outcome = run_carrying_on(pending, build)
+        if pending:
+            outcome = run_carrying_on(pending, builder(output))
             report.written += [path for work in outcome.done for path in work.outputs]
             report.done += [work.source for work in outcome.done]
             report.failed.update(outcome.failed)
+        for index, (cine_item, nifti) in enumerate(cines):
+            try:
+                written = _run_on_cine(cine_item, nifti, Path(work) / f"cine{index}", outputs_of, builder, overwrite)
+            except PipelineError as exc:
+                report.failed[cine_item.source] = str(exc)
+                logger.error("%s", exc)
+                continue
+            report.written += written
+            report.done.append(cine_item.source)
     return report
+
+
+def _run_on_cine(
+    cine_item: Any,
+    nifti: Path,
+    work: Path,
+    outputs_of: Callable[[str, Path], list[Path]],
+    builder: Callable[[Path], Callable[[Sequence[Any]], ConfigWorkflow]],
+    overwrite: bool,
+) -> list[Path]:
+    """Run the bundle on every frame of the 4D file ``nifti`` and stack each output back into 4D; return the files.
+
+    The frames' outputs go to a scratch folder; only complete 4D files reach ``cine_item.outputs`` (in the user's
+    output folder), each written atomically.
+
+    Raises:
+        PipelineError: a frame failed (naming the input and the frame).
+    """
+    from pipelines.batch import WorkItem, run_carrying_on
+    from pipelines.io.frames import merge_frames, split_frames
+
+    name = cine_item.item["name"]
+    frames = split_frames(nifti, work / "frames", name)
+    frame_out = work / "outputs"
+    frame_out.mkdir(parents=True, exist_ok=True)
+    items = []
+    for k, frame in enumerate(frames):
+        frame_name = f"{name}_t{k:03d}"
+        targets = [frame_out / path.name.replace(name, frame_name, 1) for path in outputs_of(name, nifti)]
+        items.append(WorkItem({"image": str(frame), "name": frame_name}, f"{cine_item.source} (frame {k})", tuple(targets)))
+    logger.info("%s: a cine of %d frames; predicting frame by frame", cine_item.source, len(frames))
+    outcome = run_carrying_on(items, builder(frame_out))
+    if outcome.failed:
+        raise PipelineError(next(iter(outcome.failed.values())))
+    for j, final in enumerate(cine_item.outputs):
+        merge_frames([work.outputs[j] for work in items], nifti, final, overwrite=overwrite)
+    return list(cine_item.outputs)
 
 
 def _check_targets(source: Path, name: str, targets: Sequence[Path], output: Path, overwrite: bool) -> None:
@@ -467,6 +547,10 @@ def predict(
     (DICOM, NRRD, MHA) are converted with SimpleITK first. An input whose output exists already is skipped and
     reported unless ``overwrite``; unreadable inputs are reported and the others still processed. The run is
     logged to MLflow only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store.
+
+    A 4D input (a 4D NIfTI cine, or a DICOM cine series with several images per slice position) is predicted frame
+    by frame and written as one 4D file (x, y, z, t) with the input's geometry. A bundle that declares the grid it
+    accepts (``input_grid``: the Sunnybrook-crop bundles) refuses other images before anything is written.
     """
     bundle_dir = resolve_bundle(bundle)
     configs = COMMAND_CONFIGS["predict"]
@@ -483,7 +567,9 @@ def predict(
     override = {"ckpt_path": str(ckpt.resolve()), **(overrides or {})}
     if postfix is None:
         override["save_probabilities"] = probabilities
-    return _run_on_images(bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override)
+    return _run_on_images(
+        bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override, allow_cine=True
+    )
 
 
 def explain(
@@ -599,3 +685,65 @@ def synthesize(
     track = bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
     _run(_workflow(bundle_dir, configs, track=track, **settings))
     return json.loads((output / SUMMARY_FILE).read_text(encoding="utf-8"))
+
+
+def measure(
+    output: str | Path,
+    ed: str | Path | None = None,
+    es: str | Path | None = None,
+    cine: str | Path | None = None,
+    batch: str | Path | None = None,
+    case: str | None = None,
+    overwrite: bool = False,
+    tracking_uri: str | None = None,
+) -> PredictionReport:
+    """Cardiac function from label maps (:mod:`pipelines.measure`): an ED / ES pair, a 4D cine, or a batch folder.
+
+    Writes ``<output>/measures.csv`` (one row per case, added to the rows already there), ``<case>.json`` and the
+    figures. A single case that fails raises; in a batch, a failing case is logged and reported in the returned
+    report's ``failed`` while the others are written. The run is logged to MLflow only when ``tracking_uri`` or
+    ``MLFLOW_TRACKING_URI`` names a store (experiment ``measure``, :mod:`pipelines.measure.tracking`).
+
+    Args:
+        output: the output folder.
+        ed: the ED label map of a pair (with ``es``).
+        es: the ES label map of a pair.
+        cine: a 4D label map ``(x, y, z, t)``.
+        batch: a folder of cases (:mod:`pipelines.measure.batch`).
+        case: the case name of a pair or cine (default: from the file name).
+        overwrite: replace existing outputs of the cases measured.
+        tracking_uri: MLflow tracking URI (default ``MLFLOW_TRACKING_URI``; untracked when neither is set).
+
+    Raises:
+        PipelineError: not exactly one of pair / cine / batch, ``case`` with a batch, an unusable output folder.
+        InputError: a bad label map of a single case, or a batch folder without cases.
+        OutputExistsError: outputs of a single case exist and ``overwrite`` is False.
+    """
+    from pipelines.measure import CSV_NAME, measure_batch, measure_cine, measure_pair
+    from pipelines.measure.tracking import log_measures, tracking_requested
+
+    if (ed is None) != (es is None):
+        raise PipelineError("--ed and --es go together: give both frames of the pair")
+    if sum(x is not None for x in (ed, cine, batch)) != 1:
+        raise PipelineError("give one input: --ed with --es, --cine, or --batch")
+    if batch is not None and case is not None:
+        raise PipelineError("--case names a single case; a batch takes its case names from the files")
+    output = writable_dir(output)
+    report = PredictionReport()
+    if batch is not None:
+        result = measure_batch(batch, output, overwrite=overwrite)
+        summaries, report.done, report.failed = result.summaries, result.done, result.failed
+    elif cine is not None:
+        summaries = [measure_cine(cine, output, case=case, overwrite=overwrite)]
+        report.done.append(str(cine))
+    else:
+        summaries = [measure_pair(ed, es, output, case=case, overwrite=overwrite)]  # type: ignore[arg-type]
+        report.done.append(str(ed))
+    written = list(dict.fromkeys(path for summary in summaries for path in summary["written"]))
+    report.written = [path for path in written if path.name != CSV_NAME] + [p for p in written if p.name == CSV_NAME]
+    if summaries and tracking_requested(tracking_uri):
+        form = "batch" if batch is not None else ("cine" if cine is not None else "pair")
+        inputs = {"batch": batch, "cine": cine, "ed": ed, "es": es}
+        params = {"form": form, "cases": str(len(summaries)), **{k: str(v) for k, v in inputs.items() if v is not None}}
+        log_measures(tracking_uri, _run_name("measure"), summaries, report.written, params)
+    return report

@@ -1,6 +1,6 @@
 """Command line: argument parsing only; the work is done by :mod:`pipelines.api`.
 
-    pipelines data sunnybrook|brain_mr_ct|mednist [--source PATH] --output DIR [--keep-ct-window]
+    pipelines data sunnybrook|brain_mr_ct|mednist|acdc|sunnybrook_dicom [--source PATH] --output DIR [--keep-ct-window]
         [--register-ct]
     pipelines train BUNDLE --data DIR --output DIR [--epochs N] [--fold K|seed] [--resume] [--tracking-uri URI]
         [--set KEY=VALUE ...]
@@ -11,6 +11,8 @@
         [--score dice|mean_probability] [--set KEY=VALUE ...]
     pipelines synthesize BUNDLE --count N --output DIR [--label CLASS] [--checkpoint FILE] [--seed S] [--overwrite]
                          [--data DIR] [--set KEY=VALUE ...]
+    pipelines measure (--ed ED_LABELS --es ES_LABELS | --cine LABELS_4D | --batch DIR) --output DIR [--case NAME]
+        [--overwrite] [--tracking-uri URI]
 
 ``--set KEY=VALUE`` (repeatable) changes one value of the bundle's configs, e.g. ``--set num_epochs=40`` or
 ``--set synthetic_datalist=runs/syn/datalist.json --set synthetic_ratio=0.5`` (see :mod:`pipelines.settings`).
@@ -62,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="prepare a dataset (convert to NIfTI, write a datalist with splits)")
-    data.add_argument("dataset", choices=["sunnybrook", "brain_mr_ct", "mednist"])
+    data.add_argument("dataset", choices=["sunnybrook", "brain_mr_ct", "mednist", "acdc", "sunnybrook_dicom"])
     data.add_argument("--source", help="the source file or a folder holding it (default: $PIPELINES_DATA, else download)")
     data.add_argument("--output", required=True, help="folder to write images/, labels/ and datalist.json into")
     data.add_argument("--overwrite", action="store_true", help="replace an existing prepared dataset")
@@ -138,7 +140,35 @@ def build_parser() -> argparse.ArgumentParser:
     synthesize.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else untracked)")
     synthesize.add_argument("--data", help="prepared dataset, for bundles that deform real masks (mr_synthesis_pix2pix)")
     _add_set(synthesize)
+
+    measure = sub.add_parser(
+        "measure", help="cardiac function from label maps: volumes, EF, LV mass, wall thickness (AHA), QC flags",
+        description=MEASURE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    measure_input = measure.add_mutually_exclusive_group(required=True)
+    measure_input.add_argument("--ed", metavar="ED_LABELS", help="ED label map (x, y, z); with --es")
+    measure_input.add_argument("--cine", metavar="LABELS_4D", help="4D label map (x, y, z, t): ED / ES = largest / smallest LV cavity")
+    measure_input.add_argument("--batch", metavar="DIR", help="a folder of cases (layouts above)")
+    measure.add_argument("--es", metavar="ES_LABELS", help="ES label map on the ED frame's grid")
+    measure.add_argument("--output", metavar="DIR", required=True, help="folder for measures.csv, <case>.json and figures")
+    measure.add_argument("--case", metavar="NAME", help="case name of a pair or cine (default: from the file name)")
+    measure.add_argument("--overwrite", action="store_true", help="replace existing outputs of the cases measured")
+    measure.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else untracked)")
     return parser
+
+
+MEASURE_DESCRIPTION = """\
+Cardiac function from short-axis label maps (0 background, 1 RV cavity, 2 LV myocardium, 3 LV cavity; slices
+holding 255 are unlabelled and left out): LV / RV volumes and EF, LV mass, ED wall thickness per slice and AHA
+segment, QC flags. Writes OUTPUT/measures.csv (one row per case, added to the rows there), OUTPUT/<case>.json,
+<case>_bullseye.png and, for a cine, <case>_volume_curve.png. See docs/measure.md.
+
+--batch DIR measures every case in DIR and carries on past a case that fails (exit status 1):
+  <case>_ed*.nii[.gz] + <case>_es*.nii[.gz]   pairs directly in DIR
+  <case>_4d*.nii[.gz] or <case>_cine*.nii[.gz]   4D label maps directly in DIR
+  patientXXX/Info.cfg + patientXXX_frameNN_gt.nii.gz   the ACDC layout (up to 3 levels down): the expert labels
+                                                      of the ED / ES frames named in Info.cfg
+"""
 
 
 def _positive(value: str) -> int:
@@ -257,6 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.bundle, args.count, args.output, label=args.label, checkpoint=args.checkpoint,
                     seed=args.seed, overwrite=args.overwrite, tracking_uri=args.tracking_uri, data=args.data,
                     overrides=settings,
+                )
+            )
+        elif args.command == "measure":
+            return _print_report(
+                api.measure(
+                    args.output, ed=args.ed, es=args.es, cine=args.cine, batch=args.batch, case=args.case,
+                    overwrite=args.overwrite, tracking_uri=args.tracking_uri,
                 )
             )
     except PipelineError as exc:

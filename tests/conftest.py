@@ -96,3 +96,41 @@ def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+SUNNYBROOK_DICOM_FOLDER = "sunnybrook_dicom_sample"
+
+
+@pytest.fixture(scope="session")
+def sunnybrook_dicom_sample() -> Path:
+    """The real Sunnybrook DICOM sample folder (``SCD_DeidentifiedImages/``, ``SCD_ManualContours/``), or skip."""
+    for folder in _data_folders():
+        if (folder / SUNNYBROOK_DICOM_FOLDER / "SCD_DeidentifiedImages").is_dir():
+            return folder / SUNNYBROOK_DICOM_FOLDER
+    searched = ", ".join(str(f) for f in _data_folders())
+    pytest.skip(
+        f"{SUNNYBROOK_DICOM_FOLDER}/ not found (searched {searched}); set PIPELINES_DATA to a folder holding it"
+    )
+
+
+@pytest.fixture(scope="session")
+def sunnybrook_dicom_dir(sunnybrook_dicom_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Sunnybrook DICOM sample converted once per session (:func:`pipelines.data.sunnybrook_dicom.convert`).
+
+    Session-wide and shared: tests must not modify it.
+    """
+    from pipelines.data import sunnybrook_dicom
+
+    output = tmp_path_factory.mktemp("sunnybrook_dicom")
+    sunnybrook_dicom.convert(sunnybrook_dicom_sample, output)
+    return output
+
+
+@pytest.fixture(scope="session")
+def acdc_dir() -> Path:
+    """The shared ACDC folder (``acdc/training/patientXXX/``, see ``../shared/data/README.md``), or skip."""
+    for folder in _data_folders():
+        if (folder / "acdc" / "training").is_dir():
+            return folder / "acdc"
+    searched = ", ".join(str(f) for f in _data_folders())
+    pytest.skip(f"acdc/training not found (searched {searched}); set PIPELINES_DATA to a folder holding it")

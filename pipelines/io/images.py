@@ -1,10 +1,11 @@
 """Finding and reading the images a user gives to ``predict``: NIfTI, NRRD, MetaImage and DICOM series.
 
 :func:`discover_inputs` turns a file or folder into a list of :class:`ImageInput`; :func:`to_nifti` makes each one a
-validated NIfTI file that MONAI's ``LoadImaged`` reads, converting NRRD, MetaImage and DICOM with SimpleITK.
-:func:`validate_nifti` rejects files a model cannot use (truncated, 2D, 4D, NaN, constant) with a one-line
-:class:`~pipelines.errors.InputError` instead of a traceback deep inside a transform; :func:`read_nifti` reads any
-NIfTI file (a label map) with the same one-line errors.
+validated NIfTI file that MONAI's ``LoadImaged`` reads, converting NRRD and MetaImage with SimpleITK and DICOM series
+with :mod:`pipelines.io.dicom_cine` (a cardiac cine becomes a 4D (x, y, z, t) NIfTI, not a stack of all its images).
+:func:`validate_nifti` rejects files a model cannot use (truncated, 2D, 4D unless allowed, NaN, constant) with a
+one-line :class:`~pipelines.errors.InputError` instead of a traceback deep inside a transform; :func:`read_nifti`
+reads any NIfTI file (a label map) with the same one-line errors.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from nibabel.spatialimages import SpatialImage
 
 from pipelines.errors import InputError
 from pipelines.io.atomic import atomic_path
+from pipelines.io.dicom_cine import read_series
+from pipelines.io.dicom_cine import write_nifti as write_dicom_nifti
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -88,10 +91,12 @@ def discover_inputs(path: str | Path) -> list[ImageInput]:
 def to_nifti(inp: ImageInput, work_dir: Path) -> Path:
     """Return a validated NIfTI file for ``inp``, converting it into ``work_dir`` when it is not NIfTI already.
 
-    NRRD, MetaImage and DICOM are read with SimpleITK and written with ``SimpleITK.WriteImage``, which converts
-    ITK's LPS physical space to NIfTI's RAS and keeps origin, spacing and direction. Only the voxels and the
-    geometry are written: no DICOM tags are carried over, so patient identifiers (name, ID, birth date...) never
-    reach the NIfTI file or anything derived from it.
+    NRRD and MetaImage are read with SimpleITK and written with ``SimpleITK.WriteImage``, which converts ITK's LPS
+    physical space to NIfTI's RAS and keeps origin, spacing and direction. A DICOM series is read with
+    :func:`pipelines.io.dicom_cine.read_series`: one image per slice position gives a 3D NIfTI, a cardiac cine a 4D
+    (x, y, z, t) NIfTI, both with the series' (oblique) geometry. NIfTI inputs and DICOM series may be 4D (a cine);
+    other formats must be 3D. Only the voxels and the geometry are written: no DICOM tags are carried over, so
+    patient identifiers (name, ID, birth date...) never reach the NIfTI file or anything derived from it.
 
     Args:
         inp: an input from :func:`discover_inputs`.
@@ -103,10 +108,17 @@ def to_nifti(inp: ImageInput, work_dir: Path) -> Path:
     Raises:
         InputError: the image cannot be read, or fails :func:`validate_nifti` (the message names ``inp.source``).
     """
-    import SimpleITK as sitk  # imported where needed: training and NIfTI-only runs never load ITK
     if inp.kind == "nifti":
-        validate_nifti(inp.source)
+        validate_nifti(inp.source, allow_4d=True)
         return inp.source
+    out = Path(work_dir) / f"{inp.name}.nii.gz"
+    if inp.kind == "dicom":
+        series = read_series(inp.source, inp.series_id)
+        write_dicom_nifti(series, out)
+        _validate_converted(inp, out, allow_4d=True)
+        return out
+    import SimpleITK as sitk  # imported where needed: training and NIfTI-only runs never load ITK
+
     image = _read_sitk(inp)
     if image.GetNumberOfComponentsPerPixel() > 1:
         raise InputError(
@@ -114,35 +126,41 @@ def to_nifti(inp: ImageInput, work_dir: Path) -> Path:
             f"{image.GetNumberOfComponentsPerPixel()} values per voxel (colour or vector image); "
             "expected a grey-scale volume",
         )
-    out = Path(work_dir) / f"{inp.name}.nii.gz"
     with atomic_path(out, overwrite=True, suffix=".nii.gz") as tmp:
         sitk.WriteImage(image, str(tmp))
+    _validate_converted(inp, out, allow_4d=False)
+    return out
+
+
+def _validate_converted(inp: ImageInput, out: Path, allow_4d: bool) -> None:
+    """:func:`validate_nifti` on a converted file, with errors naming the user's input."""
     try:
-        validate_nifti(out)
+        validate_nifti(out, allow_4d=allow_4d)
     except InputError as exc:
         # The user knows their file, not our scratch copy of it.
         raise InputError(inp.source, exc.problem) from exc
     logger.info("converted %s (%s) to %s", inp.source, inp.kind, out)
-    return out
 
 
-def validate_nifti(path: str | Path) -> tuple[SpatialImage, np.ndarray]:
+def validate_nifti(path: str | Path, allow_4d: bool = False) -> tuple[SpatialImage, np.ndarray]:
     """Check that ``path`` is a NIfTI file holding one finite, non-constant 3D volume; return it and its voxels.
 
     A 4D image whose trailing dimensions are all 1 counts as 3D. A volume with a single slice counts as 2D.
 
     Args:
         path: the NIfTI file.
+        allow_4d: also accept a series of 3D volumes ``(x, y, z, t)`` with ``t > 1`` (a cardiac cine).
 
     Returns:
         The image (header and affine) and its voxel array, so that callers need not read the file again.
 
     Raises:
-        InputError: the file is missing, unreadable, not 3D, empty, holds NaN/Inf, or is constant.
+        InputError: the file is missing, unreadable, not 3D (nor 4D when allowed), empty, holds NaN/Inf, or is
+            constant.
     """
     path = Path(path)
     image = _load(path)
-    _check_shape(path, tuple(int(n) for n in image.shape))
+    _check_shape(path, tuple(int(n) for n in image.shape), allow_4d=allow_4d)
     voxels = _voxels(path, image)
     _check_values(path, voxels)
     return image, voxels
@@ -177,14 +195,16 @@ def _voxels(path: Path, image: SpatialImage) -> np.ndarray:
         raise InputError(path, "not a readable NIfTI file") from exc
 
 
-def _check_shape(path: Path, shape: tuple[int, ...]) -> None:
-    """Raise :class:`InputError` unless ``shape`` is a 3D volume with at least one voxel and several slices."""
+def _check_shape(path: Path, shape: tuple[int, ...], allow_4d: bool = False) -> None:
+    """Raise :class:`InputError` unless ``shape`` is a 3D volume (or, if allowed, a 4D series of them) with at least
+    one voxel and several slices."""
     spatial = spatial_shape(shape)
-    if len(spatial) > 3:
-        raise InputError(path, f"{len(spatial)}D image (shape {shape}); give one 3D volume")
+    if len(spatial) > 3 and not (allow_4d and len(spatial) == 4):
+        expected = "a 3D volume or a 4D series (x, y, z, t)" if allow_4d else "one 3D volume"
+        raise InputError(path, f"{len(spatial)}D image (shape {shape}); give {expected}")
     if 0 in spatial:
         raise InputError(path, f"image has no voxels (shape {shape})")
-    if len(spatial) < 3 or 1 in spatial:
+    if len(spatial) < 3 or 1 in spatial[:3]:
         raise InputError(path, f"2D image (shape {shape}); expected a 3D volume (slices along z)")
 
 
@@ -304,21 +324,10 @@ def _with_unique_names(inputs: list[ImageInput]) -> list[ImageInput]:
 
 
 def _read_sitk(inp: ImageInput) -> sitk.Image:
-    """Read a NRRD/MetaImage file or a DICOM series with SimpleITK."""
+    """Read a NRRD/MetaImage file with SimpleITK (DICOM series go through :mod:`pipelines.io.dicom_cine`)."""
     import SimpleITK as sitk  # imported where needed: training and NIfTI-only runs never load ITK
     try:
-        if inp.kind != "dicom":
-            return sitk.ReadImage(str(inp.source))
-        with _quiet_itk():
-            if inp.series_id is None:
-                file_names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(inp.source))
-            else:
-                file_names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(inp.source), inp.series_id)
-        if not file_names:
-            raise InputError(inp.source, "cannot read image: no DICOM series found")
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(file_names)
-        return reader.Execute()
+        return sitk.ReadImage(str(inp.source))
     except RuntimeError as exc:
         raise InputError(inp.source, f"cannot read image: {_short_reason(exc)}") from exc
 

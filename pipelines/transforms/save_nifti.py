@@ -26,7 +26,7 @@ from nibabel.filebasedimages import ImageFileError
 from pipelines.errors import InputError, PipelineError
 from pipelines.io.atomic import atomic_path
 
-__all__ = ["SaveNiftiLikeInputd"]
+__all__ = ["SaveNiftiLikeInputd", "write_like"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class SaveNiftiLikeInputd(MapTransform):
                     f"{key}: prediction shape {voxels.shape} differs from reference {reference_path} shape "
                     f"{reference.shape[:3]}; invert spatial transforms before saving"
                 )
-            _write_like(voxels, reference, out_path, overwrite=self.overwrite)
+            write_like(voxels, reference, out_path, overwrite=self.overwrite)
             logger.info("wrote %s", out_path)
             d[f"{key}_path"] = str(out_path)
         return d
@@ -154,7 +154,7 @@ def _load_reference(path: Path) -> nib.Nifti1Image:
     return reference
 
 
-def _write_like(voxels: np.ndarray, reference: nib.Nifti1Image, path: Path, overwrite: bool) -> None:
+def write_like(voxels: np.ndarray, reference: nib.Nifti1Image, path: Path, overwrite: bool) -> None:
     """Write ``voxels`` atomically to ``path`` with ``reference``'s header, changing only type and scaling."""
     header = reference.header.copy()
     header.set_data_dtype(voxels.dtype)

@@ -42,8 +42,13 @@ def make_volume(shape_zyx: tuple[int, int, int] = (5, 16, 16), seed: int = 0) ->
     return image
 
 
-def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str = SERIES_UID) -> list[Path]:
-    """Write ``image`` as one DICOM file per slice, as in SimpleITK's "DicomSeriesFromArray" example."""
+def write_dicom_series(
+    image: sitk.Image, folder: Path, series_uid: str = SERIES_UID, trigger_time_ms: float | None = None
+) -> list[Path]:
+    """Write ``image`` as one DICOM file per slice, as in SimpleITK's "DicomSeriesFromArray" example.
+
+    With ``trigger_time_ms``, the files are one cardiac phase of a cine (``TriggerTime`` set, names ``t<ms>_...``).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -60,7 +65,11 @@ def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str = SERIES
         slice_.SetMetaData("0020|0032", "\\".join(map(str, image.TransformIndexToPhysicalPoint((0, 0, i)))))
         slice_.SetMetaData("0020|0013", str(i + 1))
         slice_.SetMetaData("0028|0030", f"{SPACING[1]}\\{SPACING[0]}")
-        paths.append(folder / f"slice{i:03d}.dcm")
+        prefix = ""
+        if trigger_time_ms is not None:
+            slice_.SetMetaData("0018|1060", str(trigger_time_ms))
+            prefix = f"t{trigger_time_ms:g}_"
+        paths.append(folder / f"{prefix}slice{i:03d}.dcm")
         writer.SetFileName(str(paths[-1]))
         writer.Execute(slice_)
     return paths
@@ -98,6 +107,81 @@ def test_dicom_series_is_discovered_and_converted_without_identifiers(tmp_path: 
     assert b"Doe" not in raw
     assert b"PID" not in raw
     assert not [p for p in (tmp_path / "work").iterdir() if p.name != "patient01.nii.gz"]
+
+
+def test_dicom_cine_becomes_4d_with_the_series_geometry(tmp_path: Path) -> None:
+    phases = [make_volume(seed=seed) for seed in range(3)]
+    for volume, trigger_ms in zip(phases, (80.0, 0.0, 40.0)):
+        write_dicom_series(volume, tmp_path / "cine", trigger_time_ms=trigger_ms)
+
+    [inp] = discover_inputs(tmp_path / "cine")
+    out = to_nifti(inp, tmp_path / "work")
+
+    image = nib.load(out)
+    assert image.shape == (16, 16, 5, 3)
+    voxels = np.asanyarray(image.dataobj)
+    for t, seed in enumerate((1, 2, 0)):  # phases in trigger-time order
+        np.testing.assert_array_equal(voxels[..., t], sitk.GetArrayFromImage(phases[seed]).transpose(2, 1, 0))
+    # The geometry SimpleITK writes for one phase (oblique direction, anisotropic spacing, off-centre origin).
+    sitk.WriteImage(phases[0], str(tmp_path / "phase0.nii.gz"))
+    np.testing.assert_allclose(image.affine, nib.load(tmp_path / "phase0.nii.gz").affine, atol=1e-4)
+    assert b"Doe" not in gzip.decompress(out.read_bytes())
+
+
+def test_real_sunnybrook_cine_becomes_4d(sunnybrook_dicom_sample: Path, tmp_path: Path) -> None:
+    folder = sunnybrook_dicom_sample / "SCD_DeidentifiedImages" / "SCD0000101" / "CINESAX"
+
+    [inp] = discover_inputs(folder)
+    out = to_nifti(inp, tmp_path / "work")
+
+    image = nib.load(out)
+    assert image.shape == (256, 256, 12, 20)
+    assert image.header.get_zooms()[:3] == pytest.approx((1.367188, 1.367188, 10.0), abs=1e-3)
+    assert b"SCD0000101" not in gzip.decompress(out.read_bytes())
+
+
+def test_four_d_nifti_is_accepted_by_to_nifti(tmp_path: Path) -> None:
+    voxels = np.arange(16 * 16 * 5 * 3, dtype=np.float32).reshape(16, 16, 5, 3)
+    source = write_nifti(tmp_path / "cine.nii.gz", voxels)
+
+    [inp] = discover_inputs(source)
+
+    assert to_nifti(inp, tmp_path / "work") == source
+    image, loaded = validate_nifti(source, allow_4d=True)
+    assert loaded.shape == (16, 16, 5, 3)
+
+
+@pytest.mark.parametrize(
+    ("shape", "problem"),
+    [
+        ((16, 16, 5, 3, 2), r"5D image \(shape \(16, 16, 5, 3, 2\)\); give a 3D volume or a 4D series"),
+        ((16, 16, 1, 3), r"2D image .*expected a 3D volume"),
+        ((16, 16), r"2D image .*expected a 3D volume"),
+    ],
+)
+def test_allow_4d_still_rejects_other_shapes(tmp_path: Path, shape: tuple[int, ...], problem: str) -> None:
+    path = write_nifti(tmp_path / "bad.nii.gz", np.arange(np.prod(shape), dtype=np.float32).reshape(shape))
+    with pytest.raises(InputError, match=rf"bad.nii.gz: {problem}"):
+        validate_nifti(path, allow_4d=True)
+    with pytest.raises(InputError, match=r"bad.nii.gz: "):
+        to_nifti(ImageInput("bad", path, "nifti"), tmp_path / "work")
+
+
+def test_allow_4d_still_rejects_nan_and_constant(tmp_path: Path) -> None:
+    voxels = np.ones((16, 16, 5, 3), dtype=np.float32)
+    with pytest.raises(InputError, match="flat.nii.gz: image is empty"):
+        validate_nifti(write_nifti(tmp_path / "flat.nii.gz", voxels), allow_4d=True)
+    voxels[1, 2, 3, 2] = np.nan
+    with pytest.raises(InputError, match="nan.nii.gz: contains NaN"):
+        validate_nifti(write_nifti(tmp_path / "nan.nii.gz", voxels), allow_4d=True)
+
+
+def test_four_d_mha_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "cine.mha"
+    voxels = np.arange(3 * 5 * 16 * 16, dtype=np.float32).reshape(3, 5, 16, 16)
+    sitk.WriteImage(sitk.GetImageFromArray(voxels, isVector=False), str(path))
+    with pytest.raises(InputError, match=r"cine.mha: 4D image"):
+        to_nifti(ImageInput("cine", path, "sitk"), tmp_path / "work")
 
 
 def test_single_dcm_file_gives_its_series(tmp_path: Path) -> None:

@@ -145,9 +145,21 @@ def _constant(s: Setup) -> Run:
     return _predict_one(s, _nifti(s.tmp / "blank.nii.gz", np.zeros((16, 16, 5), np.int16)))
 
 
-@case("four_d_volume", "predict", "4D image (shape (16, 16, 5, 3)); give one 3D volume")
+@case("four_d_volume_to_explain", "explain", "a 4D cine; this command takes 3D frames")
 def _four_d(s: Setup) -> Run:
-    return _predict_one(s, _nifti(s.tmp / "cine.nii.gz", _volume((16, 16, 5, 3))))
+    # predict splits a cine into frames; explain draws one figure per slice and takes one frame at a time
+    image = _nifti(s.tmp / "cine.nii.gz", _volume((16, 16, 5, 3)))
+    output = s.tmp / "out"
+    return Run(["explain", BUNDLE, "--input", image, "--output", output], image, 1, output)
+
+
+@case("full_field_scan_to_crop_bundle", "predict", "for a full-field short-axis scan use cardiac_sax_segmentation")
+def _full_field(s: Setup) -> Run:
+    # a full-field short-axis frame (256x256 at 1.37 mm) given to a bundle trained on 64x64 crops at ~3 mm
+    voxels = np.random.default_rng(0).normal(100, 20, (256, 256, 3)).astype(np.float32)
+    path = s.tmp / "full_field.nii.gz"
+    nib.save(nib.Nifti1Image(voxels, np.diag([1.37, 1.37, 10.0, 1.0])), path)
+    return _predict_one(s, path)
 
 
 @case("output_name_escapes", "predict", "would write")

@@ -1,0 +1,109 @@
+"""Smoke run of the full-field bundle on a few real ACDC patients: train one tiny epoch, then predict on a 3D frame
+and on a 4D cine, checking that every output lies on the input's exact grid and uses the ACDC label convention."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from pipelines import api
+from pipelines.data import acdc
+
+BUNDLE = "cardiac_sax_segmentation"
+BUNDLE_DIR = api.BUNDLES_DIR / BUNDLE
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PATIENTS = ("patient002", "patient021", "patient041", "patient061", "patient085")
+FAST = {"batch_size": 4, "val_interval": 1, "validate#inferer#sw_batch_size": 4}
+NO_TTA = {"validate#tta_inferer#flip_axes": []}
+
+
+def _acdc_training() -> Path:
+    folders = [Path(f) for f in os.environ.get("PIPELINES_DATA", "").split(os.pathsep) if f]
+    for folder in [*folders, REPO_ROOT.parent / "shared" / "data"]:
+        if (folder / "acdc" / "training").is_dir():
+            return folder / "acdc" / "training"
+    pytest.skip("acdc/ not found in PIPELINES_DATA or ../shared/data")
+
+
+@pytest.fixture(scope="module")
+def acdc_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A datalist of five real ACDC patients (one per diagnosis group)."""
+    training = _acdc_training()
+    source = tmp_path_factory.mktemp("acdc_source")
+    for patient in PATIENTS:
+        (source / patient).symlink_to(training / patient, target_is_directory=True)
+    return acdc.convert(source, tmp_path_factory.mktemp("acdc"), n_val=1).parent
+
+
+@pytest.fixture(scope="module")
+def trained(acdc_small: Path, tmp_path_factory: pytest.TempPathFactory, one_thread_module: None) -> Path:
+    run_dir = tmp_path_factory.mktemp("train")
+    summary = api.train(BUNDLE, acdc_small, run_dir, epochs=1, max_cases=2, overrides=FAST)
+    assert summary["epochs"] == 1 and 0.0 <= summary["best_val_dice"] <= 1.0
+    return run_dir / "models" / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def one_thread_module() -> None:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _frame(acdc_small: Path, case_id: str) -> Path:
+    datalist = json.loads((acdc_small / "datalist.json").read_text(encoding="utf-8"))
+    return Path(next(c["image"] for c in datalist["cases"] if c["case_id"] == case_id))
+
+
+def test_training_writes_a_four_class_unet(trained: Path) -> None:
+    state = torch.load(trained, weights_only=True)
+    last = [v for k, v in state.items() if k.endswith("weight")][-1]
+    assert last.shape[0] == 4 or last.shape[1] == 4  # the output layer has 4 classes (ACDC labels)
+
+
+def test_predict_a_frame_keeps_its_exact_grid(trained: Path, acdc_small: Path, tmp_path: Path) -> None:
+    image = _frame(acdc_small, "patient002_ed")
+    report = api.predict(BUNDLE, image, tmp_path, checkpoint=trained, overrides=NO_TTA)
+    assert report.ok and len(report.written) == 1
+    written, source = nib.load(report.written[0]), nib.load(image)
+    assert written.shape == source.shape
+    np.testing.assert_array_equal(written.affine, source.affine)
+    np.testing.assert_allclose(written.header.get_zooms(), source.header.get_zooms())
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 3}
+    assert written.get_data_dtype() == np.uint8
+
+
+def test_predict_a_4d_cine_writes_one_4d_label_map_in_frame_order(
+    trained: Path, acdc_small: Path, tmp_path: Path
+) -> None:
+    ed, es = (nib.load(_frame(acdc_small, f"patient002_{f}")) for f in ("ed", "es"))
+    voxels = np.stack([np.asarray(ed.dataobj), np.asarray(es.dataobj)], axis=-1)
+    cine = nib.Nifti1Image(voxels, ed.affine)
+    cine.header.set_xyzt_units("mm", "msec")
+    cine.header["pixdim"][4] = 40.0
+    cine_path = tmp_path / "patient002_4d.nii.gz"
+    nib.save(cine, cine_path)
+    report = api.predict(BUNDLE, cine_path, tmp_path / "cine", checkpoint=trained, overrides=NO_TTA)
+    assert report.ok and [p.name for p in report.written] == ["patient002_4d_seg.nii.gz"]
+    labels = nib.load(report.written[0])
+    assert labels.shape == voxels.shape
+    np.testing.assert_array_equal(labels.affine, ed.affine)
+    assert labels.header["pixdim"][4] == pytest.approx(40.0)
+    # frame t of the cine is predicted exactly as the same 3D frame on its own
+    single = api.predict(BUNDLE, _frame(acdc_small, "patient002_es"), tmp_path / "es", checkpoint=trained,
+                         overrides=NO_TTA)
+    np.testing.assert_array_equal(np.asarray(labels.dataobj)[..., 1], np.asarray(nib.load(single.written[0]).dataobj))
+    assert sorted(p.name for p in (tmp_path / "cine").iterdir()) == ["patient002_4d_seg.nii.gz"]
+
+
+def test_metadata_states_the_acdc_label_convention_and_licence() -> None:
+    meta = json.loads((BUNDLE_DIR / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    assert "1 right-ventricle cavity, 2 left-ventricle myocardium, 3 left-ventricle cavity" in meta["pred_classes"]
+    assert "ACDC" in meta["intended_use"] and "research" in meta["intended_use"].lower()
