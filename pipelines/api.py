@@ -538,6 +538,7 @@ def predict(
     probabilities: bool = False,
     tracking_uri: str | None = None,
     overrides: dict[str, Any] | None = None,
+    uncertainty: bool = False,
 ) -> PredictionReport:
     """Run a bundle's ``inference.json`` on a NIfTI file, or every image / DICOM series in a folder.
 
@@ -547,6 +548,9 @@ def predict(
     (DICOM, NRRD, MHA) are converted with SimpleITK first. An input whose output exists already is skipped and
     reported unless ``overwrite``; unreadable inputs are reported and the others still processed. The run is
     logged to MLflow only when ``tracking_uri`` or ``MLFLOW_TRACKING_URI`` names a store.
+
+    ``uncertainty`` (bundles that offer it) also writes ``<name>_uncertainty.nii.gz``: the voxel-wise normalised
+    entropy of the flip-averaged softmax (:mod:`pipelines.transforms.entropy`), 0 certain to 1 uniform.
 
     A 4D input (a 4D NIfTI cine, or a DICOM cine series with several images per slice position) is predicted frame
     by frame and written as one 4D file (x, y, z, t) with the input's geometry. A bundle that declares the grid it
@@ -559,7 +563,10 @@ def predict(
     postfix = _config_values(bundle_dir, configs, output_postfix=None)["output_postfix"]
     if postfix is not None and probabilities:
         raise PipelineError(f"{bundle_dir.name} writes no probability maps (it is not a segmentation bundle)")
-    postfixes = [postfix] if postfix is not None else ["seg", "prob"][: 1 + probabilities]
+    if uncertainty and _config_values(bundle_dir, configs, save_uncertainty=None)["save_uncertainty"] is None:
+        raise PipelineError(f"{bundle_dir.name} writes no uncertainty maps (use cardiac_sax_segmentation)")
+    postfixes = [postfix] if postfix is not None else ["seg", *(["prob"] if probabilities else [])]
+    postfixes += ["uncertainty"] if uncertainty else []
 
     def outputs_of(name: str, nifti: Path) -> list[Path]:
         return [output / f"{name}_{fix}.nii.gz" for fix in postfixes]
@@ -567,6 +574,8 @@ def predict(
     override = {"ckpt_path": str(ckpt.resolve()), **(overrides or {})}
     if postfix is None:
         override["save_probabilities"] = probabilities
+    if uncertainty:
+        override["save_uncertainty"] = True
     return _run_on_images(
         bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override, allow_cine=True
     )

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     help_predict = "run a bundle on NIfTI / DICOM / NRRD / MHA images: label maps (segmentation) or synthetic CT"
     predict = sub.add_parser("predict", parents=[images], help=help_predict)
     predict.add_argument("--probabilities", action="store_true", help="also write the myocardium probability map")
+    predict.add_argument("--uncertainty", action="store_true",
+                         help="also write the voxel-wise uncertainty map (normalised entropy of the flip-averaged "
+                         "softmax, 0 certain .. 1 uniform; cardiac_sax_segmentation)")
     _add_set(predict)
 
     help_explain = "occlusion sensitivity maps: where does the segmentation model look?"
@@ -147,10 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     measure_input = measure.add_mutually_exclusive_group(required=True)
     measure_input.add_argument("--ed", metavar="ED_LABELS", help="ED label map (x, y, z); with --es")
-    measure_input.add_argument("--cine", metavar="LABELS_4D", help="4D label map (x, y, z, t): ED / ES = largest / smallest LV cavity")
+    measure_input.add_argument("--cine", metavar="LABELS_4D",
+                               help="4D label map (x, y, z, t): ED / ES = largest / smallest LV cavity")
     measure_input.add_argument("--batch", metavar="DIR", help="a folder of cases (layouts above)")
     measure.add_argument("--es", metavar="ES_LABELS", help="ES label map on the ED frame's grid")
-    measure.add_argument("--output", metavar="DIR", required=True, help="folder for measures.csv, <case>.json and figures")
+    measure.add_argument("--output", metavar="DIR", required=True, help="folder for measures.csv, JSONs and figures")
     measure.add_argument("--case", metavar="NAME", help="case name of a pair or cine (default: from the file name)")
     measure.add_argument("--overwrite", action="store_true", help="replace existing outputs of the cases measured")
     measure.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else untracked)")
@@ -270,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 api.predict(
                     args.bundle, args.input, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite,
                     probabilities=args.probabilities, tracking_uri=args.tracking_uri, overrides=settings,
+                    uncertainty=args.uncertainty,
                 )
             )
         elif args.command == "explain":

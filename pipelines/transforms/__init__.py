@@ -1,9 +1,10 @@
 """MONAI dictionary transforms that MONAI lacks: slice selection, NIfTI writing with the input's exact geometry,
 per-slice occlusion sensitivity figures."""
 
+from pipelines.transforms.entropy import PredictiveEntropyd, normalised_entropy
 from pipelines.transforms.rician import RicianNoised, rician_noise
 from pipelines.transforms.save_figures import SaveOcclusionFiguresd
 from pipelines.transforms.save_nifti import SaveNiftiLikeInputd
 from pipelines.transforms.slices import SelectSliced
 
-__all__ = ["RicianNoised", "SaveNiftiLikeInputd", "SaveOcclusionFiguresd", "SelectSliced", "rician_noise"]
+__all__ = ["PredictiveEntropyd", "normalised_entropy", "RicianNoised", "SaveNiftiLikeInputd", "SaveOcclusionFiguresd", "SelectSliced", "rician_noise"]

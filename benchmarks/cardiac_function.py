@@ -1,0 +1,229 @@
+"""Cardiac function from the full-field segmentation against the experts', on held-out ACDC patients.
+
+    python benchmarks/cardiac_function.py --data work_data/acdc --output runs/cardiac_function
+
+For the ``--subset`` patients of ``--split`` (default: the test patients of fold 0, never used for training or
+checkpoint selection) it runs ``pipelines predict cardiac_sax_segmentation --uncertainty`` on both frames (ED, ES),
+then compares, per patient:
+
+* the segmentation: Dice and HD95 per class (RV cavity, LV myocardium, LV cavity) on the input's grid;
+* the measures of the predicted and of the expert label maps, computed by the same code
+  (:func:`pipelines.measure.measure_frames`): LVEF, LVEDV, LVESV, LV mass, RVEF, RVEDV: mean absolute error, bias
+  and 95% limits of agreement (Bland-Altman), Pearson r, overall and per diagnosis group;
+* the model's per-patient uncertainty (mean normalised entropy of the flip-averaged softmax over the voxels it
+  labels as heart, averaged over ED and ES) as a detector of the worst cases: AUROC for "LV myocardium Dice below
+  0.80" and for "LVEF error above 5 points", with the numbers of cases behind each.
+
+Writes ``per_patient.csv``, ``agreement.json`` and ``bland_altman.png`` under ``--output`` (predictions in
+``predictions/``, reused when present), and prints the figures as JSON lines and a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import logging
+import math
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from pipelines import api
+from pipelines.data.datalist import split_items
+from pipelines.evaluation.agreement import bland_altman, class_scores, uncertainty_auroc
+from pipelines.io.atomic import atomic_path, atomic_write_json, atomic_write_text
+from pipelines.io.console import tolerant_streams
+from pipelines.measure import load_labels, measure_frames
+
+logger = logging.getLogger("benchmarks.cardiac_function")
+
+BUNDLE = "cardiac_sax_segmentation"
+CLASSES = {1: "rv", 2: "myo", 3: "lv"}
+#: measure -> (label in tables, unit)
+MEASURES = {
+    "lv_ef_pct": ("LVEF", "%"),
+    "lv_edv_ml": ("LVEDV", "mL"),
+    "lv_esv_ml": ("LVESV", "mL"),
+    "lv_mass_g": ("LV mass", "g"),
+    "rv_ef_pct": ("RVEF", "%"),
+    "rv_edv_ml": ("RVEDV", "mL"),
+}
+BAD_MYO_DICE = 0.80
+BAD_LVEF_ERROR = 5.0
+
+
+def predict_frames(items: list[dict[str, Any]], folder: Path, checkpoint: str | None, overrides: dict) -> None:
+    """``pipelines predict --uncertainty`` on every item's image, as ``<case_id>_seg`` / ``_uncertainty``."""
+    todo = [i for i in items if not (folder / f"{i['case_id']}_uncertainty.nii.gz").is_file()]
+    if not todo:
+        return
+    with tempfile.TemporaryDirectory() as links:
+        for item in todo:
+            (Path(links) / f"{item['case_id']}.nii.gz").symlink_to(item["image"])
+        report = api.predict(BUNDLE, links, folder, checkpoint=checkpoint, uncertainty=True, overwrite=True,
+                             overrides=overrides)
+    if not report.ok:
+        raise SystemExit(f"prediction failed: {report.failed}")
+
+
+def heart_uncertainty(seg: Path, uncertainty: Path) -> float:
+    """Mean normalised entropy over the voxels the model labels as heart (labels 1-3)."""
+    labels = np.asarray(nib.load(seg).dataobj)
+    entropy = np.asarray(nib.load(uncertainty).dataobj, dtype=np.float64)
+    heart = labels > 0
+    return float(entropy[heart].mean()) if heart.any() else 1.0
+
+
+def score_patient(frames: dict[str, dict[str, Any]], folder: Path) -> dict[str, Any]:
+    """Segmentation scores, measures (predicted and expert) and uncertainty of one patient's ED / ES frames."""
+    row: dict[str, Any] = {}
+    maps = {}
+    for frame, item in frames.items():
+        pred = load_labels(folder / f"{item['case_id']}_seg.nii.gz", 3)
+        ref = load_labels(item["label"], 3)
+        maps[frame] = (pred, ref)
+        for key, value in class_scores(pred.labels, ref.labels, ref.spacing_mm, CLASSES).items():
+            row[f"{frame}_{key}"] = value
+        row[f"{frame}_uncertainty"] = heart_uncertainty(
+            folder / f"{item['case_id']}_seg.nii.gz", folder / f"{item['case_id']}_uncertainty.nii.gz"
+        )
+    for source, index in (("pred", 0), ("ref", 1)):
+        ed, es = maps["ed"][index], maps["es"][index]
+        result = measure_frames(ed.labels, es.labels, ed.spacing_mm, ed.affine)
+        for key in MEASURES:
+            row[f"{source}_{key}"] = result["measures"][key]
+        row[f"{source}_qc_flags"] = ";".join(f["code"] for f in result["qc_flags"])
+    row["uncertainty"] = (row["ed_uncertainty"] + row["es_uncertainty"]) / 2
+    row["myo_dice"] = (row["ed_dice_myo"] + row["es_dice_myo"]) / 2
+    row["lvef_abs_error"] = abs(row["pred_lv_ef_pct"] - row["ref_lv_ef_pct"])
+    return row
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Agreement overall and per group, mean Dice / HD95 per class and frame, and the uncertainty's AUROCs."""
+    def agreement(subset: list[dict[str, Any]]) -> dict[str, Any]:
+        return {key: bland_altman([r[f"pred_{key}"] for r in subset], [r[f"ref_{key}"] for r in subset])
+                for key in MEASURES}
+
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[row["group"]].append(row)
+    segmentation = {
+        f"{frame}_{metric}_{name}": float(np.nanmean([r[f"{frame}_{metric}_{name}"] for r in rows]))
+        for frame in ("ed", "es") for metric in ("dice", "hd95_mm") for name in CLASSES.values()
+    }
+    flagged = [bool(r["pred_qc_flags"]) for r in rows]
+    return {
+        "patients": len(rows),
+        "segmentation": segmentation,
+        "agreement": agreement(rows),
+        "agreement_by_group": {g: agreement(sub) for g, sub in sorted(groups.items())},
+        "uncertainty_auroc": {
+            f"myo_dice_below_{BAD_MYO_DICE:.2f}": uncertainty_auroc(
+                [r["uncertainty"] for r in rows], [r["myo_dice"] < BAD_MYO_DICE for r in rows]),
+            f"lvef_error_above_{BAD_LVEF_ERROR:g}": uncertainty_auroc(
+                [r["uncertainty"] for r in rows], [r["lvef_abs_error"] > BAD_LVEF_ERROR for r in rows]),
+        },
+        "qc_flagged_patients": int(sum(flagged)),
+    }
+
+
+def bland_altman_figure(rows: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> None:
+    """One Bland-Altman panel per measure: difference against mean, bias and limits of agreement drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    for ax, (key, (label, unit)) in zip(axes.ravel(), MEASURES.items()):
+        pred = np.array([r[f"pred_{key}"] for r in rows], float)
+        ref = np.array([r[f"ref_{key}"] for r in rows], float)
+        stats = summary["agreement"][key]
+        for group in sorted({r["group"] for r in rows}):
+            mask = np.array([r["group"] == group for r in rows])
+            ax.scatter(((pred + ref) / 2)[mask], (pred - ref)[mask], s=22, label=group)
+        for value, style in ((stats["bias"], "-"), (stats["loa_low"], "--"), (stats["loa_high"], "--")):
+            if math.isfinite(value):
+                ax.axhline(value, color="k", linestyle=style, linewidth=1)
+        ax.set_title(f"{label}: bias {stats['bias']:+.1f}, LoA [{stats['loa_low']:.1f}, {stats['loa_high']:.1f}] {unit}",
+                     fontsize=9)
+        ax.set_xlabel(f"mean of predicted and expert ({unit})", fontsize=8)
+        ax.set_ylabel(f"predicted - expert ({unit})", fontsize=8)
+    axes.ravel()[0].legend(fontsize=7)
+    fig.suptitle(f"Bland-Altman, {len(rows)} held-out ACDC patients (cardiac_sax_segmentation vs expert labels)")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = ["| measure | MAE | bias | 95% limits of agreement | r |", "|---|---|---|---|---|"]
+    for key, (label, unit) in MEASURES.items():
+        s = summary["agreement"][key]
+        lines.append(f"| {label} ({unit}) | {s['mae']:.1f} | {s['bias']:+.1f} | {s['loa_low']:.1f} to "
+                     f"{s['loa_high']:.1f} | {s['r']:.3f} |")
+    lines += ["", "| group | patients | " + " | ".join(f"{MEASURES[k][0]} MAE" for k in MEASURES) + " |",
+              "|---|---|" + "---|" * len(MEASURES)]
+    for group, stats in summary["agreement_by_group"].items():
+        n = stats["lv_ef_pct"]["n"]
+        lines.append(f"| {group} | {n} | " + " | ".join(f"{stats[k]['mae']:.1f}" for k in MEASURES) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    tolerant_streams()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="prepared ACDC folder (pipelines data acdc)")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--split", default="0", help="fold whose patients are scored (default 0)")
+    parser.add_argument("--subset", default="test", choices=["test", "validation", "train"])
+    parser.add_argument("--checkpoint", help="weights (default: the bundle's shipped models/model.pt)")
+    parser.add_argument("--max-patients", type=int, help="score only the first N patients (smoke runs)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="bundle config override for predict (e.g. validate#tta_inferer#flip_axes=[])")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipelines.settings import parse_setting
+
+    overrides = dict(parse_setting(text) for text in args.settings)
+    output = Path(args.output)
+    items = split_items(args.data, args.split, args.subset)
+    by_patient: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for item in items:
+        by_patient[item["patient"]][item["frame"]] = item
+    patients = sorted(by_patient)[: args.max_patients]
+    folder = output / "predictions"
+    folder.mkdir(parents=True, exist_ok=True)
+    predict_frames([i for p in patients for i in by_patient[p].values()], folder, args.checkpoint, overrides)
+    rows = []
+    for patient in patients:
+        row = {"patient": patient, "group": by_patient[patient]["ed"]["category_name"]}
+        row.update(score_patient(by_patient[patient], folder))
+        rows.append(row)
+    summary = {"split": args.split, "subset": args.subset, "checkpoint": args.checkpoint or "shipped",
+               **summarise(rows)}
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(output / "per_patient.csv", buffer.getvalue())
+    atomic_write_json(output / "agreement.json", summary)
+    bland_altman_figure(rows, summary, output / "bland_altman.png")
+    for key, stats in summary["agreement"].items():
+        print(json.dumps({"measure": key, **stats}))
+    print(json.dumps({"segmentation": summary["segmentation"]}))
+    print(json.dumps({"uncertainty_auroc": summary["uncertainty_auroc"]}))
+    print(markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
