@@ -31,7 +31,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 
 from pipelines import api
@@ -40,6 +39,7 @@ from pipelines.evaluation.agreement import bland_altman, class_scores, uncertain
 from pipelines.io.atomic import atomic_path, atomic_write_json, atomic_write_text
 from pipelines.io.console import tolerant_streams
 from pipelines.measure import load_labels, measure_frames
+from pipelines.measure.uncertainty import frame_uncertainty
 
 logger = logging.getLogger("benchmarks.cardiac_function")
 
@@ -72,14 +72,6 @@ def predict_frames(items: list[dict[str, Any]], folder: Path, checkpoint: str | 
         raise SystemExit(f"prediction failed: {report.failed}")
 
 
-def heart_uncertainty(seg: Path, uncertainty: Path) -> float:
-    """Mean normalised entropy over the voxels the model labels as heart (labels 1-3)."""
-    labels = np.asarray(nib.load(seg).dataobj)
-    entropy = np.asarray(nib.load(uncertainty).dataobj, dtype=np.float64)
-    heart = labels > 0
-    return float(entropy[heart].mean()) if heart.any() else 1.0
-
-
 def score_patient(frames: dict[str, dict[str, Any]], folder: Path) -> dict[str, Any]:
     """Segmentation scores, measures (predicted and expert) and uncertainty of one patient's ED / ES frames."""
     row: dict[str, Any] = {}
@@ -90,7 +82,7 @@ def score_patient(frames: dict[str, dict[str, Any]], folder: Path) -> dict[str, 
         maps[frame] = (pred, ref)
         for key, value in class_scores(pred.labels, ref.labels, ref.spacing_mm, CLASSES).items():
             row[f"{frame}_{key}"] = value
-        row[f"{frame}_uncertainty"] = heart_uncertainty(
+        row[f"{frame}_uncertainty"] = frame_uncertainty(
             folder / f"{item['case_id']}_seg.nii.gz", folder / f"{item['case_id']}_uncertainty.nii.gz"
         )
     for source, index in (("pred", 0), ("ref", 1)):

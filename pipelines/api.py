@@ -23,7 +23,7 @@ from monai.bundle import ConfigWorkflow
 from pipelines.data.datalist import split_name
 from pipelines.data.validate import LABEL_VALUES, check_split
 from pipelines.errors import InputError, OutputExistsError, PipelineError
-from pipelines.io.atomic import atomic_write_json, writable_dir
+from pipelines.io.atomic import atomic_write_json, atomic_write_text, writable_dir
 from pipelines.settings import COMMAND_CONFIGS
 from pipelines.tracking import mlflow_settings
 
@@ -539,6 +539,7 @@ def predict(
     tracking_uri: str | None = None,
     overrides: dict[str, Any] | None = None,
     uncertainty: bool = False,
+    measure: bool = False,
 ) -> PredictionReport:
     """Run a bundle's ``inference.json`` on a NIfTI file, or every image / DICOM series in a folder.
 
@@ -551,6 +552,10 @@ def predict(
 
     ``uncertainty`` (bundles that offer it) also writes ``<name>_uncertainty.nii.gz``: the voxel-wise normalised
     entropy of the flip-averaged softmax (:mod:`pipelines.transforms.entropy`), 0 certain to 1 uniform.
+
+    ``measure`` (implies ``uncertainty``) then measures cardiac function on the outputs
+    (:func:`measure_predictions`): every 4D label map, and every pair of 3D frames named ``<case>_ed...`` /
+    ``<case>_es...``, into ``<output>/measures/``.
 
     A 4D input (a 4D NIfTI cine, or a DICOM cine series with several images per slice position) is predicted frame
     by frame and written as one 4D file (x, y, z, t) with the input's geometry. A bundle that declares the grid it
@@ -565,6 +570,7 @@ def predict(
         raise PipelineError(f"{bundle_dir.name} writes no probability maps (it is not a segmentation bundle)")
     if uncertainty and _config_values(bundle_dir, configs, save_uncertainty=None)["save_uncertainty"] is None:
         raise PipelineError(f"{bundle_dir.name} writes no uncertainty maps (use cardiac_sax_segmentation)")
+    uncertainty = uncertainty or measure
     postfixes = [postfix] if postfix is not None else ["seg", *(["prob"] if probabilities else [])]
     postfixes += ["uncertainty"] if uncertainty else []
 
@@ -576,9 +582,84 @@ def predict(
         override["save_probabilities"] = probabilities
     if uncertainty:
         override["save_uncertainty"] = True
-    return _run_on_images(
+    report = _run_on_images(
         bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override, allow_cine=True
     )
+    if measure and report.written:
+        measured = measure_predictions(report.written, output / "measures", overwrite=overwrite)
+        report.written += measured.written
+        report.failed.update(measured.failed)
+    return report
+
+
+def measure_predictions(written: Sequence[Path], output: Path, overwrite: bool = False) -> PredictionReport:
+    """Measure cardiac function on ``predict``'s label maps: each 4D ``<name>_seg`` (:func:`measure_cine`), and
+    each pair of 3D ``<case>_ed..._seg`` / ``<case>_es..._seg`` frames (:func:`measure_pair`).
+
+    Next to ``measures.csv`` it writes ``uncertainty.csv``: per case the model's uncertainty at the ED and ES
+    frames and their mean (:mod:`pipelines.measure.uncertainty`). 3D frames that pair with nothing are logged and
+    left unmeasured (one frame has no ejection fraction). A case that fails is reported; the others are measured.
+    """
+    import csv
+    import io
+    import re
+
+    import nibabel as nib
+
+    from pipelines.measure import measure_cine, measure_pair
+    from pipelines.measure.uncertainty import frame_uncertainty
+
+    report = PredictionReport()
+    segs = [Path(p) for p in written if str(p).endswith("_seg.nii.gz")]
+    pairs: dict[str, dict[str, Path]] = {}
+    jobs: list[tuple[str, Callable[[], dict[str, Any]], Path, Path]] = []
+    for seg in segs:
+        name = seg.name[: -len("_seg.nii.gz")]
+        if len(nib.load(seg).shape) == 4:
+            jobs.append((name, lambda seg=seg, name=name: measure_cine(seg, output, case=name, overwrite=overwrite),
+                         seg, seg))
+            continue
+        match = re.match(r"^(.*?)_(ed|es)(?:_.*)?$", name, flags=re.IGNORECASE)
+        if match:
+            pairs.setdefault(match.group(1), {})[match.group(2).lower()] = seg
+        else:
+            logger.warning("%s: a single 3D frame; measures need a cine or an ED / ES pair (pipelines measure "
+                           "--ed ED --es ES)", seg)
+    for case, pair in sorted(pairs.items()):
+        if set(pair) != {"ed", "es"}:
+            logger.warning("%s: no %s frame to pair with; not measured", case, "ES" if "ed" in pair else "ED")
+            continue
+        jobs.append((case, lambda case=case, pair=pair: measure_pair(pair["ed"], pair["es"], output, case=case,
+                                                                     overwrite=overwrite), pair["ed"], pair["es"]))
+    rows = []
+    for case, run, ed_seg, es_seg in jobs:
+        try:
+            result = run()
+        except PipelineError as exc:
+            report.failed[case] = str(exc)
+            logger.error("%s", exc)
+            continue
+        report.written += [Path(p) for p in result["written"]]
+        report.done.append(case)
+        unc = {}
+        for frame, seg in (("ed", ed_seg), ("es", es_seg)):
+            index = int(result["row"][f"{frame}_frame"]) - 1 if ed_seg == es_seg else None  # a cine's frame
+            unc[frame] = frame_uncertainty(seg, seg.with_name(seg.name.replace("_seg.nii.gz", "_uncertainty.nii.gz")),
+                                           index)
+        rows.append({"case": case, "uncertainty_ed": f"{unc['ed']:.4f}", "uncertainty_es": f"{unc['es']:.4f}",
+                     "uncertainty": f"{(unc['ed'] + unc['es']) / 2:.4f}"})
+    if rows:
+        table = output / "uncertainty.csv"
+        new = {row["case"] for row in rows}
+        if table.is_file():  # keep the rows of cases measured before
+            with table.open(encoding="utf-8", newline="") as handle:
+                rows = [row for row in csv.DictReader(handle) if row.get("case") not in new] + rows
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["case", "uncertainty_ed", "uncertainty_es", "uncertainty"])
+        writer.writeheader()
+        writer.writerows(rows)
+        report.written.append(atomic_write_text(table, buffer.getvalue()))
+    return report
 
 
 def explain(

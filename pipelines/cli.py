@@ -117,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--uncertainty", action="store_true",
                          help="also write the voxel-wise uncertainty map (normalised entropy of the flip-averaged "
                          "softmax, 0 certain .. 1 uniform; cardiac_sax_segmentation)")
+    predict.add_argument("--measure", action="store_true",
+                         help="then measure cardiac function (pipelines measure) on every 4D output and every "
+                         "<case>_ed / <case>_es pair into OUTPUT/measures/, with the uncertainty per case "
+                         "(cardiac_sax_segmentation)")
     _add_set(predict)
 
     help_explain = "occlusion sensitivity maps: where does the segmentation model look?"
@@ -274,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 api.predict(
                     args.bundle, args.input, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite,
                     probabilities=args.probabilities, tracking_uri=args.tracking_uri, overrides=settings,
-                    uncertainty=args.uncertainty,
+                    uncertainty=args.uncertainty, measure=args.measure,
                 )
             )
         elif args.command == "explain":

@@ -107,3 +107,21 @@ def test_metadata_states_the_acdc_label_convention_and_licence() -> None:
     meta = json.loads((BUNDLE_DIR / "configs" / "metadata.json").read_text(encoding="utf-8"))
     assert "1 right-ventricle cavity, 2 left-ventricle myocardium, 3 left-ventricle cavity" in meta["pred_classes"]
     assert "ACDC" in meta["intended_use"] and "research" in meta["intended_use"].lower()
+
+
+def test_predict_a_dicom_cine_folder_writes_4d_labels_with_the_series_geometry(
+    trained: Path, sunnybrook_dicom_dir: Path, sunnybrook_dicom_sample: Path, tmp_path: Path
+) -> None:
+    """The Sunnybrook cine as distributed (12 positions x 20 phases in one series) -> one 4D label map on the grid
+    of the series' own 4D image (oblique affine, phases in trigger-time order, the time step kept)."""
+    cine_folder = sunnybrook_dicom_sample / "SCD_DeidentifiedImages" / "SCD0000101" / "CINESAX"
+    # one 256x256 window per slice keeps this smoke run short (the bundle's own window is 128x128)
+    overrides = {**NO_TTA, "validate#inferer#roi_size": [256, 256]}
+    report = api.predict(BUNDLE, cine_folder, tmp_path, checkpoint=trained, overrides=overrides)
+    assert report.ok and [p.name for p in report.written] == ["CINESAX_seg.nii.gz"]
+    labels = nib.load(report.written[0])
+    image = nib.load(sunnybrook_dicom_dir / "images" / "SCD0000101_4d.nii.gz")  # pipelines data sunnybrook_dicom
+    assert labels.shape == image.shape == (256, 256, 12, 20)
+    np.testing.assert_allclose(labels.affine, image.affine, atol=1e-4)
+    assert abs(labels.affine[2, 2]) < 9.0  # oblique: the stacking axis is not the scanner's z
+    assert labels.header["pixdim"][4] == pytest.approx(image.header["pixdim"][4])
