@@ -33,14 +33,16 @@ class CaseScores:
         return asdict(self)
 
 
-def foreground_mask(tensor: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Foreground (class 1) mask of a channel-first label or prediction, without the channel axis.
+def foreground_mask(tensor: torch.Tensor | np.ndarray, foreground: int = 1) -> np.ndarray:
+    """Foreground (class ``foreground``) mask of a channel-first label or prediction, without the channel axis.
 
-    A one-channel input holds class indices or a probability: foreground where it is > 0.5. A multi-channel input
-    is one-hot or scores: foreground where channel 1 wins the argmax (channel 1 itself for one-hot).
+    A one-channel input holds class indices or a probability: for class 1, foreground where it is > 0.5; for another
+    class, where the rounded index equals it. A multi-channel input is one-hot or scores: foreground where channel
+    ``foreground`` wins the argmax (that channel itself for one-hot).
 
     Args:
         tensor: ``(C, *spatial)`` array or tensor.
+        foreground: the class index (a label of a multi-class map: 3 for the LV cavity in ACDC's convention).
 
     Returns:
         ``(*spatial)`` boolean array.
@@ -49,20 +51,25 @@ def foreground_mask(tensor: torch.Tensor | np.ndarray) -> np.ndarray:
         tensor = tensor.detach().cpu().float().numpy()
     array = np.asarray(tensor)
     if array.shape[0] == 1:
-        return array[0] > 0.5
-    return np.argmax(array, axis=0) == 1
+        return array[0] > 0.5 if foreground == 1 else np.rint(array[0]) == foreground
+    return np.argmax(array, axis=0) == foreground
 
 
-def _binary(mask: torch.Tensor) -> torch.Tensor:
-    """``(C, ...)`` one-hot or ``(1, ...)`` label map -> ``(1, 2, ...)`` one-hot of foreground class 1."""
-    fg = torch.as_tensor(foreground_mask(mask), dtype=torch.float32)
+def _binary(mask: torch.Tensor, foreground: int = 1) -> torch.Tensor:
+    """``(C, ...)`` one-hot or ``(1, ...)`` label map -> ``(1, 2, ...)`` one-hot of class ``foreground``."""
+    fg = torch.as_tensor(foreground_mask(mask, foreground), dtype=torch.float32)
     return torch.stack([1 - fg, fg])[None]
 
 
 def case_scores(
-    pred: torch.Tensor, label: torch.Tensor, spacing_mm: Sequence[float], case_id: str, group: str = ""
+    pred: torch.Tensor,
+    label: torch.Tensor,
+    spacing_mm: Sequence[float],
+    case_id: str,
+    group: str = "",
+    foreground: int = 1,
 ) -> CaseScores:
-    """Dice and HD95 of one case.
+    """Dice and HD95 of one case, for class ``foreground`` (default 1).
 
     Args:
         pred: channel-first prediction, one-hot ``(2, ...)`` or label map ``(1, ...)``.
@@ -70,8 +77,9 @@ def case_scores(
         spacing_mm: voxel spacing of the spatial axes; the first one is taken as the in-plane pixel size.
         case_id: identifier reported with the scores.
         group: e.g. the diagnostic category, for per-group summaries.
+        foreground: the class scored (see :func:`foreground_mask`).
     """
-    p, g = _binary(pred), _binary(label)
+    p, g = _binary(pred, foreground), _binary(label, foreground)
     both_empty = p[0, 1].sum() == 0 and g[0, 1].sum() == 0
     dice = 1.0 if both_empty else float(compute_dice(p, g, include_background=False, ignore_empty=False)[0, 0])
     if p[0, 1].sum() == 0 or g[0, 1].sum() == 0:

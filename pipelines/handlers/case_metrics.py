@@ -38,6 +38,9 @@ class CaseMetrics:
         id_key: key of the case id in the decollated ``engine.state.batch``.
         group_key: key of the group (diagnostic category) in the batch items, if any.
         group_names: optional mapping from group value to a readable name.
+        foreground: the class scored (a multi-class bundle attaches one handler per class).
+        metric_prefix: prefix of the names put into ``engine.state.metrics`` (``"lv_"`` -> ``lv_mean_dice``), so that
+            one handler per class does not overwrite another's.
     """
 
     def __init__(
@@ -48,6 +51,8 @@ class CaseMetrics:
         id_key: str = "case_id",
         group_key: str | None = "category_name",
         group_names: dict[str, str] | None = None,
+        foreground: int = 1,
+        metric_prefix: str = "",
     ) -> None:
         self.output_dir = Path(output_dir) if output_dir else None
         self.pred_key = pred_key
@@ -55,6 +60,8 @@ class CaseMetrics:
         self.id_key = id_key
         self.group_key = group_key
         self.group_names = group_names or {}
+        self.foreground = foreground
+        self.metric_prefix = metric_prefix
         self.scores: list[CaseScores] = []
 
     def attach(self, engine: Engine) -> None:
@@ -77,22 +84,24 @@ class CaseMetrics:
             case_id = str(item.get(self.id_key, f"case_{len(self.scores)}"))
             group = str(item.get(self.group_key, "")) if self.group_key else ""
             group = self.group_names.get(group, group)
-            self.scores.append(case_scores(output[self.pred_key], label, spacing, case_id, group))
+            self.scores.append(case_scores(output[self.pred_key], label, spacing, case_id, group, self.foreground))
 
     def _complete(self, engine: Engine) -> None:
         summary = summarise(self.scores)
         dice, hd_mm, hd_px = summary["dice"], summary["hd95_mm"], summary["hd95_px"]
+        prefix = self.metric_prefix
         engine.state.metrics.update(
             {
-                "mean_dice": dice["mean"],
-                "std_dice": dice["std"],
-                "mean_hd95_mm": hd_mm["mean"],
-                "mean_hd95_px": hd_px["mean"],
+                f"{prefix}mean_dice": dice["mean"],
+                f"{prefix}std_dice": dice["std"],
+                f"{prefix}mean_hd95_mm": hd_mm["mean"],
+                f"{prefix}mean_hd95_px": hd_px["mean"],
             }
         )
         logger.info(
-            "%d cases: Dice %.4f ± %.4f, HD95 %.2f mm (%.2f px)",
-            len(self.scores), dice["mean"], dice["std"], hd_mm["mean"], hd_px["mean"],
+            "%s%d cases: Dice %.4f ± %.4f, HD95 %.2f mm (%.2f px)",
+            f"class {self.foreground}: " if self.foreground != 1 or prefix else "", len(self.scores), dice["mean"],
+            dice["std"], hd_mm["mean"], hd_px["mean"],
         )
         if self.output_dir is None:
             return

@@ -125,3 +125,12 @@ def test_predict_a_dicom_cine_folder_writes_4d_labels_with_the_series_geometry(
     np.testing.assert_allclose(labels.affine, image.affine, atol=1e-4)
     assert abs(labels.affine[2, 2]) < 9.0  # oblique: the stacking axis is not the scanner's z
     assert labels.header["pixdim"][4] == pytest.approx(image.header["pixdim"][4])
+
+
+def test_evaluate_scores_every_class_per_patient(trained: Path, acdc_small: Path, tmp_path: Path) -> None:
+    metrics = api.evaluate(BUNDLE, acdc_small, trained, tmp_path, subset="test", max_cases=2, overrides=NO_TTA)
+    assert metrics["summary"]["n_cases"] == 2  # the LV myocardium (class 2) in metrics/
+    for folder in ("rv_cavity", "lv_cavity"):
+        scores = json.loads((tmp_path / "metrics" / folder / "metrics.json").read_text(encoding="utf-8"))
+        assert [c["case_id"] for c in scores["cases"]] == [c["case_id"] for c in metrics["cases"]]
+        assert all(0.0 <= c["dice"] <= 1.0 for c in scores["cases"])
