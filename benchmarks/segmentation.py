@@ -13,7 +13,11 @@ inference per patient. Each (variant, split) prints one JSON line; the last line
 ``results.json`` and the Markdown table ``results.md``.
 
 Finished runs are reused (a second call only re-reads them); a run folder made for another variant definition is
-refused rather than silently mixed in. ``--quick`` (2 epochs, 4 patients per subset) is deterministic: two calls
+refused rather than silently mixed in.
+
+MLflow (``--tracking-uri``, default ``MLFLOW_TRACKING_URI``, else ``<output>/mlruns.db``): each variant gets a
+parent run ``<variant> cross-validation`` in its bundle's experiment, holding the summary metrics (``cv_dice_mean``,
+``seed_dice``...); the training and evaluation runs of its splits are its children (``mlflow.parentRunId``). ``--quick`` (2 epochs, 4 patients per subset) is deterministic: two calls
 with the same arguments print the same Dice.
 """
 
@@ -39,6 +43,7 @@ from pipelines import api
 from pipelines.io.console import tolerant_streams
 from pipelines.data.datalist import split_items
 from pipelines.io.atomic import atomic_write_json, atomic_write_text
+from pipelines.tracking import default_tracking_uri
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_VARIANTS = HERE / "segmentation_variants.json"
@@ -98,8 +103,11 @@ def time_inference(variant: dict[str, Any], data: Path, checkpoint: Path, split:
 
 
 def run_split(variant: dict[str, Any], data: Path, output: Path, split: str, epochs: int | None,
-              max_cases: int | None) -> dict[str, Any]:
-    """Train (or resume, or reuse) one variant on one split, evaluate on its test patients; return the row."""
+              max_cases: int | None, tracking_uri: str | None = None, parent_run_id: str | None = None
+              ) -> dict[str, Any]:
+    """Train (or resume, or reuse) one variant on one split, evaluate on its test patients; return the row. The
+    training and evaluation are tracked at ``tracking_uri`` as children of ``parent_run_id``."""
+    tracking = {"tracking_uri": tracking_uri, "tags": {"mlflow.parentRunId": parent_run_id} if parent_run_id else None}
     run_dir = output / f"{slug(variant['name'])}_{split}"
     definition = {"variant": variant, "epochs": epochs, "max_cases": max_cases}
     stamp, done = run_dir / "variant.json", run_dir / "row.json"
@@ -114,10 +122,10 @@ def run_split(variant: dict[str, Any], data: Path, output: Path, split: str, epo
     else:
         resume = (run_dir / "models" / "checkpoint.pt").exists()
         train = api.train(variant["bundle"], data, run_dir, epochs=epochs, fold=split, resume=resume,
-                          max_cases=max_cases, overrides=variant["overrides"])
+                          max_cases=max_cases, overrides=variant["overrides"], **tracking)
     checkpoint = run_dir / "models" / "model.pt"
     metrics = api.evaluate(variant["bundle"], data, checkpoint, run_dir / "evaluation", fold=split,
-                           max_cases=max_cases, overrides=variant["overrides"])
+                           max_cases=max_cases, overrides=variant["overrides"], **tracking)
     inference_s = time_inference(variant, data, checkpoint, split, max_cases, run_dir / "predictions")
     network = torch.load(checkpoint, map_location="cpu", weights_only=True)
     summary = metrics["summary"]
@@ -143,6 +151,44 @@ def run_split(variant: dict[str, Any], data: Path, output: Path, split: str, epo
     }
     atomic_write_json(done, row)
     return row
+
+
+def start_parent_runs(tracking_uri: str, variants: list[dict[str, Any]], splits: list[str]) -> dict[str, str]:
+    """One MLflow run ``<variant> cross-validation`` per variant, in its bundle's experiment; name -> run id."""
+    import mlflow
+
+    from pipelines.tracking import experiment_id
+    from pipelines.tracking_tags import git_commit
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    parents = {}
+    for variant in variants:
+        tags = {"pipelines.command": "benchmark", "pipelines.bundle": variant["bundle"],
+                "pipelines.git_commit": git_commit(), "pipelines.host": platform.node(),
+                "pipelines.pid": str(os.getpid())}
+        run = client.create_run(experiment_id(client, variant["bundle"]),
+                                run_name=f"{variant['name']} cross-validation", tags=tags)
+        client.log_param(run.info.run_id, "splits", ",".join(splits))
+        client.log_param(run.info.run_id, "overrides", json.dumps(variant["overrides"], sort_keys=True)[:500])
+        parents[variant["name"]] = run.info.run_id
+    return parents
+
+
+def finish_parent_runs(tracking_uri: str, parents: dict[str, str], summary: dict[str, dict[str, Any]] | None,
+                       status: str = "FINISHED") -> None:
+    """Log each variant's numeric summary (``cv_dice_by_group`` as ``cv_dice_<group>``) into its parent run and
+    end the runs with ``status``."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    for name, run_id in parents.items():
+        values = dict((summary or {}).get(name, {}))
+        values.update({f"cv_dice_{re.sub(r'[^A-Za-z0-9]+', '_', g)}": v
+                       for g, v in values.pop("cv_dice_by_group", {}).items()})
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                client.log_metric(run_id, key, float(value))
+        client.set_terminated(run_id, status)
 
 
 def _init_worker(threads: int) -> None:
@@ -224,22 +270,34 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override every variant's schedule")
     parser.add_argument("--quick", action="store_true", help="2 epochs on 4 patients per subset")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, sharing the CPU threads")
+    parser.add_argument("--tracking-uri", help="MLflow store of every run (default: $MLFLOW_TRACKING_URI, else "
+                        "<output>/mlruns.db)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     variants = load_variants(args.variants, args.rows)
     epochs, max_cases = (2, 4) if args.quick else (args.epochs, None)
     threads = max(1, torch.get_num_threads() // args.jobs)
+    splits = args.splits.split(",")
+    args.output.mkdir(parents=True, exist_ok=True)
+    tracking_uri = args.tracking_uri or default_tracking_uri(args.output)
+    parents = start_parent_runs(tracking_uri, variants, splits)
     rows = []
-    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = [pool.submit(run_split, v, args.data, args.output, s, epochs, max_cases)
-                   for v in variants for s in args.splits.split(",")]
-        for future in futures:
-            row = future.result()
-            rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "cases"}), flush=True)
+    try:
+        with ProcessPoolExecutor(max_workers=args.jobs, initializer=_init_worker, initargs=(threads,)) as pool:
+            futures = [pool.submit(run_split, v, args.data, args.output, s, epochs, max_cases, tracking_uri,
+                                   parents[v["name"]])
+                       for v in variants for s in splits]
+            for future in futures:
+                row = future.result()
+                rows.append(row)
+                print(json.dumps({k: v for k, v in row.items() if k != "cases"}), flush=True)
+    except BaseException as exc:
+        finish_parent_runs(tracking_uri, parents, None, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
     hardware = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                 f"{args.jobs} training job(s) at a time with {threads} thread(s) each")
     summary = summarise(rows)
+    finish_parent_runs(tracking_uri, parents, summary)
     print(json.dumps({"summary": summary, "hardware": hardware, "quick": args.quick}), flush=True)
     atomic_write_json(args.output / "results.json", {"rows": rows, "summary": summary, "hardware": hardware,
                                                      "quick": args.quick})

@@ -12,7 +12,6 @@ import logging
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from pipelines.errors import InputError, OutputExistsError, PipelineError
 from pipelines.io.atomic import atomic_write_json, atomic_write_text, writable_dir
 from pipelines.settings import COMMAND_CONFIGS
 from pipelines.tracking import mlflow_settings
+from pipelines.tracking_tags import DatasetDigest, datalist_digest, files_digest, run_name, run_tags
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ DATASETS = ("sunnybrook", "brain_mr_ct", "mednist", "acdc", "sunnybrook_dicom")
 
 __all__ = [
     "BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "explain", "synthesize",
-    "load_network", "PredictionReport",
+    "load_network", "PredictionReport", "register",
 ]
 
 
@@ -119,21 +119,25 @@ def _config_values(bundle_dir: Path, configs: Sequence[str], **defaults: Any) ->
 
 def _run(workflow: ConfigWorkflow) -> None:
     """Initialise, run and finalise ``workflow``; a :class:`PipelineError` raised inside a config expression (which
-    MONAI wraps in ``RuntimeError("Failed to evaluate ...")``) comes out as itself, a one-line error."""
-    workflow.initialize()
-    try:
-        workflow.run()
-    except RuntimeError as exc:
-        cause: BaseException | None = exc
-        seen: set[int] = set()
-        while cause is not None and not isinstance(cause, PipelineError) and id(cause) not in seen:
-            seen.add(id(cause))
-            cause = cause.__cause__
-        if not isinstance(cause, PipelineError):
-            raise
-        raise cause from exc
-    finally:
-        workflow.finalize()
+    MONAI wraps in ``RuntimeError("Failed to evaluate ...")``) comes out as itself, a one-line error. A tracked run
+    that an exception interrupts ends ``FAILED`` (``KILLED`` on Ctrl-C), not ``RUNNING`` for ever."""
+    from pipelines.handlers.mlflow_run import ending_runs_on_error
+
+    with ending_runs_on_error():
+        workflow.initialize()
+        try:
+            workflow.run()
+        except RuntimeError as exc:
+            cause: BaseException | None = exc
+            seen: set[int] = set()
+            while cause is not None and not isinstance(cause, PipelineError) and id(cause) not in seen:
+                seen.add(id(cause))
+                cause = cause.__cause__
+            if not isinstance(cause, PipelineError):
+                raise
+            raise cause from exc
+        finally:
+            workflow.finalize()
 
 
 def prepare_data(
@@ -184,6 +188,38 @@ def _tracking(tracking_uri: str | None) -> dict[str, str]:
     return {"tracking_uri": tracking_uri} if tracking_uri else {}
 
 
+def _provenance(
+    bundle_dir: Path,
+    command: str,
+    split: str | int | None = None,
+    subset: str | None = None,
+    datasets: Sequence[DatasetDigest] = (),
+    checkpoint: Path | None = None,
+    tracking_uri: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The config values that name and tag a tracked run (``run_name``, ``run_tags``, ``run_datasets``; see
+    :mod:`pipelines.tracking_tags`). A ``checkpoint`` is tagged with its sha256 and, when a tracking store is
+    named, with the registered model version it is (``pipelines.registered_model``)."""
+    from pipelines.tracking_tags import file_sha256
+
+    extra = dict(tags or {})
+    sha = None
+    if checkpoint is not None:
+        sha = file_sha256(checkpoint)
+        uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            from pipelines.model_registry import version_tags
+
+            extra = {**version_tags(uri, bundle_dir.name, sha), **extra}
+    name = run_name(bundle_dir.name, command, None if split is None else split_name(split), subset)
+    return {
+        "run_name": name,
+        "run_tags": run_tags(bundle_dir, command, split, datasets, checkpoint, sha, extra=extra),
+        "run_datasets": [d.as_dict() for d in datasets],
+    }
+
+
 def _resumed_epochs(checkpoint: Path, epochs: int | None) -> int:
     """The schedule length of the run being resumed; a different ``epochs`` would break its LR schedule."""
     import torch
@@ -211,8 +247,13 @@ def train(
     tracking_uri: str | None = None,
     max_cases: int | None = None,
     overrides: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train a bundle on a prepared dataset and return a summary (also written to ``<output>/train_summary.json``).
+
+    The MLflow run is named ``<bundle> train <split>``, tagged (:mod:`pipelines.tracking_tags`) and given the
+    training and validation subsets as inputs; at the end the best checkpoint is logged as an MLflow PyTorch model
+    and registered as a new version of the model named after the bundle (``registered_model`` in the summary).
 
     Args:
         bundle: bundle name or folder.
@@ -226,6 +267,7 @@ def train(
         tracking_uri: MLflow tracking URI (default: ``MLFLOW_TRACKING_URI``, else SQLite in ``output``).
         max_cases: use only the first cases of each subset (smoke runs).
         overrides: further config overrides (``{"batch_size": 8}``).
+        tags: further run tags (``{"mlflow.parentRunId": ...}`` for a fold of a cross-validation).
     """
     bundle_dir = resolve_bundle(bundle)
     # fail early, naming the file: a broken datalist, a missing, unreadable or mismatched image/label pair
@@ -243,12 +285,14 @@ def train(
     if not resume and checkpoint.exists():
         raise OutputExistsError(checkpoint)
     writable_dir(output)
+    datasets = datalist_digest(data, fold, declared["training_subsets"], max_cases, declared["path_fields"])
     override: dict[str, Any] = {
         "dataset_dir": str(Path(data).resolve()),
         "output_dir": str(output.resolve()),
         "split": split_name(fold),
         "resume": resume,
         "max_cases": max_cases,
+        **_provenance(bundle_dir, "train", fold, datasets=datasets, tags=tags),
         **_tracking(tracking_uri),
         **(overrides or {}),
     }
@@ -275,6 +319,9 @@ def train(
         "best_checkpoint": str(output / "models" / "model.pt"),
         "resume_checkpoint": str(checkpoint),
     })
+    registered = _register_trained_model(bundle_dir, output)
+    if registered:
+        summary["registered_model"] = registered
     atomic_write_json(output / "train_summary.json", summary)
     return summary
 
@@ -289,11 +336,14 @@ def evaluate(
     tracking_uri: str | None = None,
     max_cases: int | None = None,
     overrides: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a subset of a split; return ``metrics.json``'s content.
 
     Writes ``<output>/metrics/per_case.csv`` and ``metrics.json`` (per-case Dice and HD95 in mm and pixels, and
-    their summaries overall and per diagnostic group) and an overlay figure; logs them to MLflow.
+    their summaries overall and per diagnostic group) and an overlay figure; logs them to MLflow, in a run named
+    ``<bundle> evaluate <subset>`` tagged with the checkpoint's sha256 (and registered version, if it is one), the
+    subset's content digest and ``tags``.
     """
     bundle_dir = resolve_bundle(bundle)
     configs = COMMAND_CONFIGS["evaluate"]
@@ -308,6 +358,9 @@ def evaluate(
         "split": split_name(fold),
         "eval_subset": subset,
         "max_cases": max_cases,
+        **_provenance(bundle_dir, "evaluate", fold, subset,
+                      datalist_digest(data, fold, [subset], max_cases, declared["path_fields"]),
+                      checkpoint, tracking_uri, tags),
         **_tracking(tracking_uri),
         **(overrides or {}),
     }
@@ -380,9 +433,102 @@ def load_network(bundle: str | Path, checkpoint: str | Path | None = None, key: 
     return network.eval()
 
 
-def _run_name(command: str) -> str:
-    """A new MLflow run name for one call (``predict-20250101-120000-1a2b3c``), shared by its runs if it has several."""
-    return f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+def _tag_run(tracking_uri: str | None, run_id: str, tags: dict[str, str]) -> None:
+    """Tag a run logged outside the bundle workflows (``measure``); the bundle tags of ``tags`` are left out."""
+    import mlflow
+
+    from pipelines.handlers.mlflow_run import TRACKING_ERRORS, bounded_http
+
+    tags = {k: v for k, v in tags.items() if not k.startswith("pipelines.bundle")}
+    with bounded_http():  # a server that went away costs seconds
+        try:
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
+            for key, value in tags.items():
+                client.set_tag(run_id, key, value)
+        except TRACKING_ERRORS as exc:
+            logger.warning("MLflow run %s was not tagged (%s)", run_id, type(exc).__name__)
+
+
+def _register_trained_model(bundle_dir: Path, output: Path) -> str | None:
+    """Log the training's best checkpoint into its MLflow run (recorded in ``<output>/mlflow_run.json``) as a
+    PyTorch model and register it as a new version of the bundle's model; return ``name/version``, or None (with a
+    warning) when the bundle declares no input shape, or the weights or the store fail: the training is done."""
+    import mlflow
+
+    from pipelines.handlers.mlflow_run import TRACKING_ERRORS, bounded_http
+    from pipelines.model_registry import SHA_TAG, input_shape, log_and_register
+    from pipelines.tracking import RUN_FILE
+    from pipelines.tracking_tags import bundle_version, file_sha256
+
+    run_file, weights = output / RUN_FILE, output / "models" / "model.pt"
+    shape = input_shape(bundle_dir)
+    if not (run_file.is_file() and weights.is_file() and shape):
+        return None
+    record = json.loads(run_file.read_text(encoding="utf-8"))
+    with bounded_http():  # a server that went away costs seconds
+        try:
+            client = mlflow.MlflowClient(tracking_uri=record["tracking_uri"])
+            if client.get_run(record["run_id"]).info.status != "FINISHED":  # tracking was lost mid-run
+                return None
+            tags = {SHA_TAG: file_sha256(weights), "pipelines.bundle_version": bundle_version(bundle_dir)}
+            version = log_and_register(client, record["run_id"], load_network(bundle_dir, weights), shape,
+                                       bundle_dir.name, tags)
+        except (*TRACKING_ERRORS, PipelineError, RuntimeError, KeyError, ValueError, TypeError,
+                AttributeError) as exc:
+            logger.warning("the trained model was not logged to MLflow (%s: %s)", type(exc).__name__,
+                           " ".join(str(exc).split())[:300])
+            return None
+    return f"{bundle_dir.name}/{version.version}"
+
+
+def register(bundle: str | Path, tracking_uri: str | None = None, alias: str = "shipped") -> dict[str, Any]:
+    """Register the bundle's shipped ``models/model.pt`` as a new version of the model named after the bundle.
+
+    A run ``<bundle> register`` in the bundle's experiment holds the logged MLflow PyTorch model; the version is
+    tagged with the checkpoint's sha256, the bundle version and the ``eval_metrics`` of ``metadata.json``
+    (``eval.mean_dice``...), and ``alias`` points at it (``models:/<bundle>@shipped``).
+
+    Args:
+        bundle: bundle name or folder.
+        tracking_uri: the store or server (default ``MLFLOW_TRACKING_URI``; one of the two is needed).
+        alias: the registered model alias set on the new version.
+
+    Returns:
+        ``{"model", "version", "alias", "run_id", "checkpoint_sha256", "tracking_uri"}``.
+    """
+    import mlflow
+
+    from pipelines.handlers.mlflow_run import TRACKING_ERRORS, bounded_http
+    from pipelines.model_registry import SHA_TAG, input_shape, log_and_register
+    from pipelines.tracking import experiment_id
+    from pipelines.tracking_tags import file_sha256
+
+    bundle_dir = resolve_bundle(bundle)
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        raise PipelineError("name the tracking store: --tracking-uri URI or MLFLOW_TRACKING_URI")
+    weights = _checkpoint(bundle_dir, None, ["train.json"])
+    shape = input_shape(bundle_dir)
+    if shape is None:
+        raise PipelineError(f"{bundle_dir.name}: metadata.json declares no image input shape to register a model by")
+    meta = json.loads((bundle_dir / "configs" / "metadata.json").read_text(encoding="utf-8"))
+    sha = file_sha256(weights)
+    name = _config_values(bundle_dir, ["train.json"], experiment_name=bundle_dir.name)["experiment_name"]
+    tags = run_tags(bundle_dir, "register", checkpoint=weights, checkpoint_sha256=sha)
+    version_tags = {SHA_TAG: sha, "pipelines.bundle_version": tags.get("pipelines.bundle_version", ""),
+                    **{f"eval.{k}": str(v) for k, v in meta.get("eval_metrics", {}).items()}}
+    with bounded_http():  # a server that went away costs seconds
+        try:
+            client = mlflow.MlflowClient(tracking_uri=uri)
+            name_of_run = run_name(bundle_dir.name, "register")
+            run = client.create_run(experiment_id(client, name), run_name=name_of_run, tags=tags)
+            version = log_and_register(client, run.info.run_id, load_network(bundle_dir, weights), shape,
+                                       bundle_dir.name, version_tags, alias=alias)
+            client.set_terminated(run.info.run_id)
+        except TRACKING_ERRORS as exc:
+            raise PipelineError(f"MLflow at {uri}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from exc
+    return {"model": bundle_dir.name, "version": version.version, "alias": alias, "run_id": run.info.run_id,
+            "checkpoint_sha256": sha, "tracking_uri": uri}
 
 
 def _run_on_images(
@@ -396,6 +542,7 @@ def _run_on_images(
     override: dict[str, Any],
     log_outputs: bool = False,
     allow_cine: bool = False,
+    command: str = "predict",
 ) -> PredictionReport:
     """Run an image-to-files bundle config (``inference.json``, ``explain.json``) on every image in ``input``.
 
@@ -412,6 +559,9 @@ def _run_on_images(
     With ``allow_cine``, a 4D input (a 4D NIfTI file, or a DICOM cine series) is split into its time frames, the
     bundle runs on the frames, and each output is stacked back into one 4D file with the input's header
     (:mod:`pipelines.io.frames`); a cine fails as a whole if any of its frames fails.
+
+    A tracked run is named ``<bundle> <command>`` and tagged with the checkpoint (``override["ckpt_path"]``) and the
+    content digest of the inputs it reads (:func:`pipelines.tracking_tags.files_digest`).
     """
     from pipelines.batch import WorkItem, run_carrying_on
     from pipelines.io.frames import is_cine
@@ -423,7 +573,8 @@ def _run_on_images(
     grid = _config_values(bundle_dir, configs, input_grid=None)["input_grid"]
     # tracked only when a tracking server is named: keep the output folder to the images
     track = bool(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"))
-    run_name = _run_name(Path(configs[-1]).stem)
+    ckpt = Path(override["ckpt_path"]) if track and override.get("ckpt_path") else None
+    provenance = _provenance(bundle_dir, command, checkpoint=ckpt, tracking_uri=tracking_uri) if track else {}
 
     def builder(folder: Path) -> Callable[[Sequence[WorkItem]], ConfigWorkflow]:
         def build(remaining: Sequence[WorkItem]) -> ConfigWorkflow:
@@ -431,17 +582,23 @@ def _run_on_images(
                 "output_dir": str(folder.resolve()),
                 "input_items": [work.item for work in remaining],
                 "overwrite": overwrite,
-                "run_name": run_name,
+                **provenance,
                 **override,
                 **_tracking(tracking_uri),
             }
+            if track:  # the inputs this workflow reads, by name and content
+                inputs = files_digest({w.item["name"]: w.item["image"] for w in remaining}, str(Path(input).resolve()))
+                tags = {**provenance["run_tags"], "pipelines.dataset_digest": inputs.digest}
+                settings.update(run_tags=tags, run_datasets=[inputs.as_dict()])
             if log_outputs:
                 settings["tracked_artifacts"] = [str(p.resolve()) for work in remaining for p in work.outputs]
             return _workflow(bundle_dir, configs, track=track, **settings)
 
         return build
 
-    with tempfile.TemporaryDirectory(prefix="pipelines-") as work:
+    from pipelines.handlers.mlflow_run import ending_runs_on_error
+
+    with ending_runs_on_error(), tempfile.TemporaryDirectory(prefix="pipelines-") as work:
         pending: list[WorkItem] = []
         cines: list[tuple[WorkItem, Path]] = []
         for image in inputs:
@@ -727,7 +884,8 @@ def explain(
     override = {**(overrides or {}), "ckpt_path": str(ckpt.resolve()),
                 **{k: v for k, v in options.items() if v is not None}}
     return _run_on_images(
-        bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override, log_outputs=True
+        bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override, log_outputs=True,
+        command="explain",
     )
 
 
@@ -767,7 +925,7 @@ def synthesize(
         "seed": int(seed),
         "label": label,
         "overwrite": overwrite,
-        "run_name": _run_name("synthesize"),
+        **_provenance(bundle_dir, "synthesize", checkpoint=ckpt, tracking_uri=tracking_uri),
         **_tracking(tracking_uri),
         **({"dataset_dir": str(Path(data).resolve())} if data is not None else {}),
         **(overrides or {}),
@@ -835,5 +993,7 @@ def measure(
         form = "batch" if batch is not None else ("cine" if cine is not None else "pair")
         inputs = {"batch": batch, "cine": cine, "ed": ed, "es": es}
         params = {"form": form, "cases": str(len(summaries)), **{k: str(v) for k, v in inputs.items() if v is not None}}
-        log_measures(tracking_uri, _run_name("measure"), summaries, report.written, params)
+        run_id = log_measures(tracking_uri, "measure", summaries, report.written, params)
+        if run_id:
+            _tag_run(tracking_uri, run_id, run_tags(Path.cwd(), "measure"))
     return report

@@ -13,6 +13,7 @@
                          [--data DIR] [--set KEY=VALUE ...]
     pipelines measure (--ed ED_LABELS --es ES_LABELS | --cine LABELS_4D | --batch DIR) --output DIR [--case NAME]
         [--overwrite] [--tracking-uri URI]
+    pipelines register BUNDLE [--tracking-uri URI] [--alias shipped]
 
 ``--set KEY=VALUE`` (repeatable) changes one value of the bundle's configs, e.g. ``--set num_epochs=40`` or
 ``--set synthetic_datalist=runs/syn/datalist.json --set synthetic_ratio=0.5`` (see :mod:`pipelines.settings`).
@@ -162,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--case", metavar="NAME", help="case name of a pair or cine (default: from the file name)")
     measure.add_argument("--overwrite", action="store_true", help="replace existing outputs of the cases measured")
     measure.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else untracked)")
+
+    register = sub.add_parser("register", help="register the bundle's shipped weights in the MLflow Model Registry")
+    register.add_argument("bundle", help=BUNDLE_HELP)
+    register.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
+    register.add_argument("--alias", default="shipped", help="alias of the new version (default: shipped)")
     return parser
 
 
@@ -245,8 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     from pipelines import api
+    from pipelines.tracking_tags import ARGV
 
     _route_stdout_loggers_to_stderr()
+    argv_token = ARGV.set(tuple(sys.argv[1:] if argv is None else argv))  # tagged on runs: pipelines.command_line
 
     try:
         settings = _settings(args, api)
@@ -298,6 +306,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     overrides=settings,
                 )
             )
+        elif args.command == "register":
+            _print_json(api.register(args.bundle, tracking_uri=args.tracking_uri, alias=args.alias))
         elif args.command == "measure":
             return _print_report(
                 api.measure(
@@ -308,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        ARGV.reset(argv_token)
     return 0
 
 

@@ -13,7 +13,10 @@ uses):
 - the trainer's per-iteration loss is logged as ``train_loss_iteration``, so that ``train_loss`` holds only the
   bundle's per-epoch average (MONAI's default tag would put both under one name);
 - the handlers log the bundle's ``tracked_params`` as run parameters and its ``tracked_artifacts`` (figures, best
-  checkpoint, metric tables) as artifacts. Bundles that lack those ids get MONAI's defaults.
+  checkpoint, metric tables) as artifacts. Bundles that lack those ids get MONAI's defaults;
+- the trainer's and the evaluator's handlers tag their run with the config value ``run_tags`` and log
+  ``run_datasets`` as its inputs (both empty unless the caller sets them: :mod:`pipelines.api` computes them with
+  :mod:`pipelines.tracking_tags`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 
-__all__ = ["default_tracking_uri", "iteration_loss", "mlflow_settings", "RUN_FILE"]
+__all__ = ["default_tracking_uri", "experiment_id", "iteration_loss", "mlflow_settings", "RUN_FILE"]
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 HANDLER = "pipelines.handlers.MLFlowRunHandler"
@@ -38,6 +41,20 @@ def default_tracking_uri(output_dir: str | Path) -> str:
     if env:
         return env
     return "sqlite:///" + (Path(output_dir) / "mlruns.db").resolve().as_posix()
+
+
+def experiment_id(client: Any, name: str) -> str:
+    """The id of experiment ``name`` at ``client``'s store, created if missing with its artifacts beside the
+    database for a SQLite store (as MONAI's handler does), else where the server keeps them."""
+    from monai.utils import path_to_uri
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    uri, location = str(client.tracking_uri), None
+    if uri.startswith("sqlite:///"):
+        location = path_to_uri(Path(uri[len("sqlite:///"):]).parent / "mlruns")
+    return str(client.create_experiment(name, artifact_location=location))
 
 
 def iteration_loss(output: Any) -> float:
@@ -65,6 +82,9 @@ def mlflow_settings(config_ids: set[str] | frozenset[str] = frozenset()) -> dict
     configs["trainer"]["tag_name"] = "train_loss_iteration"
     configs["trainer"]["output_transform"] = {"_target_": "pipelines.tracking.iteration_loss", "_mode_": "callable"}
     configs["validator"].update(run_file=run_file, join=True)
+    configs.update(run_tags={}, run_datasets=[])
+    for engine in ("trainer", "evaluator"):
+        configs[engine].update(tags="@run_tags", datasets="@run_datasets")
     for engine in ("trainer", "evaluator"):
         if "tracked_params" in config_ids:
             configs[engine]["experiment_param"] = "@tracked_params"

@@ -157,3 +157,30 @@ def test_rows_split_at_commas_but_keep_names_that_hold_commas() -> None:
     assert module.parse_rows("U-Net,SegNet", known) == ["U-Net", "SegNet"]
     with pytest.raises(SystemExit, match="no variant named"):
         module.load_variants(ablations, "U-Net, no such row")
+
+
+def test_segmentation_benchmark_folds_are_children_of_a_parent_run(
+    sunnybrook_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variant's parent run holds the summary metrics; its split's training and evaluation are its children."""
+    import importlib.util
+
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = importlib.util.spec_from_file_location("segmentation_benchmark", REPO / "benchmarks" / "segmentation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    variant = {"name": "U-Net", "bundle": "lv_segmentation_unet", "overrides": {"batch_size": 8}}
+    uri = "sqlite:///" + (tmp_path / "mlruns.db").as_posix()
+    parents = module.start_parent_runs(uri, [variant], ["1"])
+    row = module.run_split(variant, sunnybrook_dir, tmp_path / "out", "1", 1, 2, uri, parents["U-Net"])
+    module.finish_parent_runs(uri, parents, module.summarise([row]))
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("lv_segmentation_unet")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    parent = runs["U-Net cross-validation"]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["cv_dice_mean"] == row["dice_mean"]
+    children = {name for name, r in runs.items() if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert children == {"lv_segmentation_unet train fold 1", "lv_segmentation_unet evaluate test fold 1"}

@@ -27,10 +27,10 @@ def test_empty_environment_is_ignored(tmp_path, monkeypatch):
 
 def _monai_part(settings: dict) -> dict:
     """The settings without what :func:`mlflow_settings` adds to or changes in every handler."""
-    ours = {"_target_", "run_file", "resume", "join", "tag_name", "output_transform"}
+    ours = {"_target_", "run_file", "resume", "join", "tag_name", "output_transform", "tags", "datasets"}
     configs = {
         k: ({kk: vv for kk, vv in v.items() if kk not in ours} if isinstance(v, dict) else v)
-        for k, v in settings["configs"].items()
+        for k, v in settings["configs"].items() if k not in ("run_tags", "run_datasets")
     }
     return {**settings, "configs": configs}
 
@@ -64,6 +64,10 @@ def test_the_training_records_its_run_and_the_validator_joins_it():
     assert "run_file" not in configs["evaluator"]  # evaluation and prediction: a new run every time
     # the per-iteration loss does not share a name with the per-epoch train_loss
     assert configs["trainer"]["tag_name"] == "train_loss_iteration"
+    # the run's own handler tags it and logs its datasets; the validator joins a run tagged already
+    assert configs["trainer"]["tags"] == configs["evaluator"]["tags"] == "@run_tags"
+    assert configs["trainer"]["datasets"] == configs["evaluator"]["datasets"] == "@run_datasets"
+    assert "tags" not in configs["validator"] and (configs["run_tags"], configs["run_datasets"]) == ({}, [])
 
 
 def test_settings_with_tracked_params_and_artifacts():

@@ -12,7 +12,14 @@ of the Ignite event and ends the training; and ``MLFLOW_TRACKING_URI`` overrides
 - MLflow's HTTP retries are bounded (by default 2 retries, 15 s timeout, unless ``MLFLOW_HTTP_REQUEST_*`` are set),
   so a server that went away costs seconds, not MLflow's default of several minutes of back-off per request;
 - a ``tracking_uri`` argument wins over ``MLFLOW_TRACKING_URI``: the bundles resolve it as ``--tracking-uri``, else
-  the variable, else the run folder's SQLite store, and the handler keeps that choice.
+  the variable, else the run folder's SQLite store, and the handler keeps that choice;
+- the run it creates gets ``tags`` (``pipelines.*``: commit, bundle, digests, see :mod:`pipelines.tracking_tags`)
+  and ``datasets`` as MLflow inputs, whose digest is that of their content, not of their paths as in MONAI;
+- a run does not stay ``RUNNING`` for ever: inside :func:`ending_runs_on_error` (what :mod:`pipelines.api` runs
+  every workflow in) an exception ends it ``FAILED`` and a ``KeyboardInterrupt`` ``KILLED``; a run whose
+  tracking server went away is ended (``FINISHED``, tagged ``pipelines.tracking_incomplete``) at the end of the
+  training if the server is back by then, else the next handler to start in that experiment on the same machine
+  ends it ``KILLED`` once its process is gone (tags ``pipelines.host`` / ``pipelines.pid``).
 """
 
 from __future__ import annotations
@@ -21,15 +28,16 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import requests
 from ignite.engine import Engine
-from mlflow.entities import RunStatus
+from mlflow.entities import RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from monai.handlers import MLFlowHandler
 from monai.utils import path_to_uri
@@ -38,10 +46,38 @@ from pipelines.io.atomic import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MLFlowRunHandler", "TRACKING_ERRORS"]
+__all__ = ["MLFlowRunHandler", "TRACKING_ERRORS", "bounded_http", "ending_runs_on_error"]
 
 # what a tracking server that went away (or a full disk under a local store) raises through the MLflow client
 TRACKING_ERRORS: tuple[type[BaseException], ...] = (MlflowException, requests.RequestException, OSError)
+
+HOST_TAG, PID_TAG = "pipelines.host", "pipelines.pid"
+INCOMPLETE_TAG, END_REASON_TAG = "pipelines.tracking_incomplete", "pipelines.end_reason"
+
+# the handlers started inside each active ending_runs_on_error block, innermost last
+_scopes: list[list[MLFlowRunHandler]] = []
+
+
+@contextlib.contextmanager
+def ending_runs_on_error() -> Iterator[None]:
+    """End the runs that handlers started inside the block when it raises: ``KILLED`` for a ``KeyboardInterrupt``
+    (or ``SystemExit``), ``FAILED`` for any other exception, with its type and message as ``pipelines.end_reason``.
+    Runs that their handlers finished are left alone; the exception goes on."""
+    started: list[MLFlowRunHandler] = []
+    _scopes.append(started)
+    try:
+        yield
+    except BaseException as exc:
+        status = RunStatus.KILLED if isinstance(exc, (KeyboardInterrupt, SystemExit)) else RunStatus.FAILED
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500]
+        ended: set[str] = set()
+        for handler in started:
+            run_id = handler.end_unfinished(RunStatus.to_string(status), reason, skip=ended)
+            if run_id:
+                ended.add(run_id)
+        raise
+    finally:
+        _scopes.remove(started)
 
 
 @contextlib.contextmanager
@@ -56,6 +92,26 @@ def _environment_defaults(defaults: dict[str, str]) -> Iterator[None]:
             os.environ.pop(name, None)
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def bounded_http(max_retries: int = 2, timeout_s: int = 15) -> contextlib.AbstractContextManager[None]:
+    """MLflow's HTTP retries and timeout bounded for the block (unless ``MLFLOW_HTTP_REQUEST_*`` are set), so that
+    a server that went away costs seconds, not minutes of back-off."""
+    return _environment_defaults({
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(max_retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s),
+    })
+
+
 class MLFlowRunHandler(MLFlowHandler):
     """An :class:`monai.handlers.MLFlowHandler` that logs into a known run and survives a failing tracking server.
 
@@ -68,6 +124,10 @@ class MLFlowRunHandler(MLFlowHandler):
             missing or foreign record (another tracking URI, a deleted run) starts a new run, with a warning.
         join: log into the run recorded in ``run_file`` by another handler of the same workflow (the validator
             into the trainer's run); a new run is created only if none is recorded.
+        tags: run tags set when this handler creates or resumes its run (not when it joins one).
+        datasets: the datasets the run reads, logged as MLflow inputs (once per digest): mappings with ``name``,
+            ``digest``, ``context`` (``training``...), ``source`` and ``cases``
+            (:meth:`pipelines.tracking_tags.DatasetDigest.as_dict`).
         http_max_retries: MLflow's retries per HTTP request, unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` is set.
         http_timeout_s: seconds MLflow waits for an HTTP response, unless ``MLFLOW_HTTP_REQUEST_TIMEOUT`` is set.
         kwargs: keyword arguments of :class:`~monai.handlers.MLFlowHandler`.
@@ -80,6 +140,8 @@ class MLFlowRunHandler(MLFlowHandler):
         run_file: str | Path | None = None,
         resume: bool = False,
         join: bool = False,
+        tags: Mapping[str, str] | None = None,
+        datasets: Sequence[Mapping[str, str]] | None = None,
         http_max_retries: int = 2,
         http_timeout_s: int = 15,
         **kwargs: Any,
@@ -95,6 +157,8 @@ class MLFlowRunHandler(MLFlowHandler):
         self.run_file = Path(run_file) if run_file is not None else None
         self.resume = resume
         self.join = join
+        self.tags = dict(tags or {})
+        self.datasets = list(datasets or [])
         self.http_limits = {
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(http_max_retries),
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -136,21 +200,60 @@ class MLFlowRunHandler(MLFlowHandler):
 
     def close(self) -> None:
         if self.disabled:
+            self._end_after_outage()
             with contextlib.suppress(*TRACKING_ERRORS):
                 self._dispose_sqlite_store()
             return
         self._guarded(super().close)
 
+    def _end_after_outage(self) -> None:
+        """One try to end the run that lost its server mid-way (it may be back); else the next start ends it."""
+        if self.cur_run is None:
+            return
+        run_id = self.cur_run.info.run_id
+        try:
+            with _environment_defaults(self.http_limits):
+                self.client.set_tag(run_id, INCOMPLETE_TAG, "true")
+                self.client.set_terminated(run_id, self.run_finish_status)
+            logger.info("MLflow run %s ended after the outage; its metrics are incomplete", run_id)
+            self.cur_run = None
+        except TRACKING_ERRORS:
+            logger.info("MLflow run %s stays RUNNING until a later start on this machine ends it", run_id)
+
+    def end_unfinished(self, status: str, reason: str, skip: set[str] | frozenset[str] = frozenset()) -> str | None:
+        """End this handler's run with ``status`` unless it ended already (or its id is in ``skip``); return the
+        run id when the run was this handler's to end. Tracking failures cost a warning."""
+        if self.cur_run is None or self.disabled or self.cur_run.info.run_id in skip:
+            return None
+        run_id = self.cur_run.info.run_id
+
+        def end() -> None:
+            if self.client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.RUNNING):
+                self.client.set_tag(run_id, END_REASON_TAG, reason)
+                self.client.set_terminated(run_id, status)
+                logger.info("MLflow run %s ended %s (%s)", run_id, status, reason)
+
+        self._guarded(end)
+        return run_id
+
     def _start(self, engine: Engine) -> None:
-        """Pick the run (recorded or new) before MONAI's ``start`` logs the parameters into it."""
+        """Pick the run (recorded or new), tag it and log its datasets, before MONAI's ``start`` logs the
+        parameters into it."""
         if self.cur_run is None:
             self._set_experiment()
+            joined = False
             if self.resume or self.join:
                 self.cur_run = self._recorded_run()
+                joined = self.join and self.cur_run is not None
             if self.cur_run is None:
                 run_name = self.run_name or f"run_{time.strftime('%Y%m%d_%H%M%S')}"
                 self.cur_run = self.client.create_run(self.experiment.experiment_id, run_name=run_name)
                 logger.info("MLflow run %s (%s) at %s", run_name, self.cur_run.info.run_id, self.tracking_uri)
+            if _scopes:
+                _scopes[-1].append(self)
+            if not joined:
+                self._end_stale_runs()
+                self._tag_run()
             if self.run_file is not None:
                 record = {
                     "tracking_uri": self.tracking_uri,
@@ -159,6 +262,48 @@ class MLFlowRunHandler(MLFlowHandler):
                 }
                 atomic_write_json(self.run_file, record)
         super().start(engine)
+
+    def _tag_run(self) -> None:
+        """Set the run's tags (with this machine and process, see :meth:`_end_stale_runs`) and log its datasets."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        run_id = self.cur_run.info.run_id
+        tags = {**self.tags, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+        self.client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+        if not self.datasets:
+            return
+        logged = {d.dataset.digest for d in self.client.get_run(run_id).inputs.dataset_inputs}
+        inputs = []
+        for dataset in self.datasets:
+            if dataset["digest"][:36] in logged:
+                continue
+            # MLflow keeps 36 characters of a digest; the full sha256 is in the profile
+            entity = Dataset(
+                name=dataset["name"], digest=dataset["digest"][:36], source_type="local",
+                source=json.dumps({"uri": dataset["source"]}),
+                profile=json.dumps({"cases": int(dataset["cases"]), "sha256": dataset["digest"]}),
+            )
+            inputs.append(DatasetInput(entity, tags=[InputTag("mlflow.data.context", dataset["context"])]))
+        if inputs:
+            self.client.log_inputs(run_id, datasets=inputs)
+
+    def _end_stale_runs(self) -> None:
+        """End ``KILLED`` the runs of this experiment left ``RUNNING`` by processes of this machine that are gone
+        (a training killed outright, or one whose server was away when it ended)."""
+        host = socket.gethostname().replace("'", "")
+        stale = self.client.search_runs(
+            [self.experiment.experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+        )
+        for run in stale:
+            pid = run.data.tags.get(PID_TAG, "")
+            if run.info.run_id == self.cur_run.info.run_id or not pid.isdigit() or _process_alive(int(pid)):
+                continue
+            reason = f"process {pid} on {host} ended without ending the run; ended at the next start"
+            self.client.set_tag(run.info.run_id, END_REASON_TAG, reason)
+            self.client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            logger.warning("MLflow run %s (%s) was left RUNNING by %s; marked KILLED",
+                           run.info.run_name, run.info.run_id, reason.split(";")[0])
 
     def _recorded_run(self) -> Any:
         """The run recorded in ``run_file``, marked running again when resumed; None if there is no usable one."""

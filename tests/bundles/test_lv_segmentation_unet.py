@@ -98,6 +98,9 @@ def test_resume_after_a_crash_continues_the_run(
         api.train(BUNDLE, sunnybrook_dir, run_dir, epochs=2, max_cases=2, overrides=FAST)
     monkeypatch.setattr(Throughput, "_epoch_started", original)
     assert torch.load(run_dir / "models" / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] > 0
+    (crashed,) = _runs(run_dir)
+    assert crashed.info.status == "FAILED"  # not RUNNING for ever
+    assert crashed.data.tags["pipelines.end_reason"].startswith("RuntimeError")
 
     with pytest.raises(OutputExistsError):  # a new run would overwrite the crashed run's checkpoint
         api.train(BUNDLE, sunnybrook_dir, run_dir, epochs=2, max_cases=2, overrides=FAST)
@@ -107,6 +110,8 @@ def test_resume_after_a_crash_continues_the_run(
     assert summary["epochs"] == 2
     with open(run_dir / "figures" / "history.csv", encoding="utf-8") as handle:
         assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [1, 2]
+    (resumed,) = _runs(run_dir)  # the same run, continued and finished
+    assert resumed.info.run_id == crashed.info.run_id and resumed.info.status == "FINISHED"
 
 
 def test_evaluate_reports_per_patient_dice_and_hd95(trained: tuple[Path, dict], sunnybrook_dir: Path, tmp_path: Path) -> None:

@@ -171,3 +171,81 @@ def test_the_argument_wins_over_the_environment(store: Store, monkeypatch: pytes
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     (run,) = store.runs()
     assert store.history(run.info.run_id, "loss") == [(1, 1.0), (2, 2.0)]
+
+
+def test_the_run_gets_its_tags_and_content_digested_datasets_once(store: Store, tmp_path: Path) -> None:
+    run_file = tmp_path / "mlflow_run.json"
+    datasets = [{"name": "seed/train", "context": "training", "digest": "a" * 64, "cases": "2",
+                 "source": str(tmp_path)},
+                {"name": "seed/validation", "context": "validation", "digest": "b" * 64, "cases": "1",
+                 "source": str(tmp_path)}]
+    tags = {"pipelines.command": "train", "pipelines.dataset_digest": "c" * 64}
+    trainer, validator = engine_with_loss(), engine_with_loss()
+    store.handler(run_file=run_file, tags=tags, datasets=datasets, close_on_complete=True).attach(trainer)
+    store.handler(run_file=run_file, join=True, tags={"pipelines.command": "validate"}).attach(validator)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: validator.run([0], max_epochs=e.state.epoch))
+    trainer.run([0], max_epochs=1)
+    resumed = engine_with_loss()  # a resumed training logs the same datasets: not twice
+    store.handler(run_file=run_file, resume=True, tags=tags, datasets=datasets, close_on_complete=True).attach(resumed)
+    resumed.run([0], max_epochs=2)
+
+    (run,) = store.runs()
+    assert run.data.tags["pipelines.command"] == "train"  # the validator that joined set none
+    assert run.data.tags["pipelines.pid"].isdigit() and run.data.tags["pipelines.host"]
+    inputs = {(i.dataset.name, i.dataset.digest, next(t.value for t in i.tags if t.key == "mlflow.data.context"))
+              for i in run.inputs.dataset_inputs}
+    assert inputs == {("seed/train", "a" * 36, "training"), ("seed/validation", "b" * 36, "validation")}
+    assert len(run.inputs.dataset_inputs) == 2
+    assert json.loads(run.inputs.dataset_inputs[0].dataset.profile)["sha256"] in ("a" * 64, "b" * 64)
+
+
+@pytest.mark.parametrize(("error", "status"), [(RuntimeError("simulated crash"), "FAILED"),
+                                               (KeyboardInterrupt(), "KILLED")])
+def test_a_run_interrupted_inside_the_scope_ends_failed_or_killed(
+    store: Store, tmp_path: Path, error: BaseException, status: str
+) -> None:
+    from pipelines.handlers.mlflow_run import ending_runs_on_error
+
+    def interrupt(engine: Engine) -> None:
+        raise error
+
+    run_file = tmp_path / "mlflow_run.json"
+    trainer, validator = engine_with_loss(), engine_with_loss()
+    store.handler(run_file=run_file, close_on_complete=True).attach(trainer)
+    store.handler(run_file=run_file, join=True).attach(validator)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: validator.run([0], max_epochs=e.state.epoch))
+    trainer.add_event_handler(Events.EPOCH_COMPLETED(once=2), interrupt)
+    with pytest.raises(type(error)), ending_runs_on_error():
+        trainer.run([0], max_epochs=3)
+    (run,) = store.runs()
+    assert run.info.status == status
+    assert run.data.tags["pipelines.end_reason"].startswith(type(error).__name__)
+
+    finished = engine_with_loss()  # a run that finished before the error is left as it is
+    with pytest.raises(RuntimeError), ending_runs_on_error():
+        store.handler(close_on_complete=True).attach(finished)
+        finished.run([0], max_epochs=1)
+        raise RuntimeError("after the run")
+    assert sorted(r.info.status for r in store.runs()) == sorted([status, "FINISHED"])
+
+
+def test_a_run_left_running_by_a_dead_process_is_ended_at_the_next_start(store: Store) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = engine_with_loss()
+    store.handler().attach(abandoned)  # never closed: RUNNING, as after a server outage or a kill -9
+    abandoned.run([0], max_epochs=1)
+    (left,) = store.runs()
+    mlflow.MlflowClient(tracking_uri=store.uri).set_tag(left.info.run_id, "pipelines.pid", dead.stdout.strip())
+    alive = engine_with_loss()
+    store.handler().attach(alive)  # this process's own unfinished run is not touched
+    alive.run([0], max_epochs=1)
+
+    nxt = engine_with_loss()
+    store.handler(close_on_complete=True).attach(nxt)
+    nxt.run([0], max_epochs=1)
+    statuses = {r.info.run_id: r.info.status for r in store.runs()}
+    assert statuses[left.info.run_id] == "KILLED"
+    assert sorted(statuses.values()) == ["FINISHED", "KILLED", "RUNNING"]

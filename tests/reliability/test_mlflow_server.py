@@ -133,6 +133,72 @@ def test_training_reads_back_from_the_server(server: Server, sunnybrook_dir: Pat
     assert not (out / "mlruns").exists() and not (out / "mlruns.db").exists()
 
 
+def test_train_evaluate_predict_chain_is_named_tagged_and_registered(
+    server: Server, sunnybrook_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readable run names, ``pipelines.*`` tags, content digests as inputs, the trained model registered with a
+    link to its run, and evaluation / prediction runs that name the registered version they used."""
+    import shutil
+
+    import mlflow.pytorch
+    import torch
+
+    from pipelines.tracking_tags import datalist_digest, file_sha256, git_commit
+
+    fast = {"batch_size": 8}
+    train_dir = tmp_path / "train"
+    argv = ["train", BUNDLE, "--data", str(sunnybrook_dir), "--output", str(train_dir), "--epochs", "1",
+            "--max-cases", "2", "--fold", "2", "--set", "batch_size=8", "--tracking-uri", server.uri]
+    assert cli.main(argv) == 0
+    checkpoint = train_dir / "models" / "model.pt"
+    api.evaluate(BUNDLE, sunnybrook_dir, checkpoint, tmp_path / "eval", fold=2, max_cases=2, overrides=fast,
+                 tracking_uri=server.uri)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    shutil.copy(sunnybrook_dir / "images" / "scd_044.nii.gz", inputs / "one.nii.gz")
+    assert api.predict(BUNDLE, inputs, tmp_path / "pred", checkpoint=checkpoint, tracking_uri=server.uri).ok
+
+    client = mlflow.MlflowClient(tracking_uri=server.uri)
+    experiment = client.get_experiment_by_name(BUNDLE)
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    names = [f"{BUNDLE} train fold 2", f"{BUNDLE} evaluate test fold 2", f"{BUNDLE} predict"]
+    assert set(names) <= set(runs), sorted(runs)
+    train, evaluate, predict = (runs[name] for name in names)
+    assert {r.info.status for r in (train, evaluate, predict)} == {"FINISHED"}
+    sha = file_sha256(checkpoint)
+    for run, command in ((train, "train"), (evaluate, "evaluate"), (predict, "predict")):
+        tags = run.data.tags
+        assert tags["pipelines.command"] == command
+        assert tags["pipelines.git_commit"] == git_commit() and tags["pipelines.bundle"] == BUNDLE
+        assert tags["pipelines.bundle_version"] and tags["pipelines.device"]
+        assert len(tags["pipelines.dataset_digest"]) == 64
+    assert train.data.tags["pipelines.command_line"].startswith(f"pipelines train {BUNDLE} ")
+    assert (train.data.tags["pipelines.split"], train.data.tags["pipelines.fold"]) == ("fold2", "2")
+    digests = datalist_digest(sunnybrook_dir, "fold2", ["train", "validation"], max_cases=2)
+    contexts = {i.dataset.digest: {t.value for t in i.tags} for i in train.inputs.dataset_inputs}
+    assert contexts == {digests[0].digest[:36]: {"training"}, digests[1].digest[:36]: {"validation"}}
+
+    # the best checkpoint, logged as an MLflow PyTorch model and registered, links to its training run
+    versions = client.search_model_versions(f"name = '{BUNDLE}'")  # one per training on this server
+    (version,) = [v for v in versions if v.tags["pipelines.checkpoint_sha256"] == sha]
+    assert version.run_id == train.info.run_id
+    assert "model/MLmodel" in {a.path for a in client.list_artifacts(train.info.run_id, "model")}
+    for run in (evaluate, predict):
+        assert run.data.tags["pipelines.checkpoint_sha256"] == sha
+        assert run.data.tags["pipelines.registered_model"] == f"{BUNDLE}/{version.version}"
+        assert run.data.tags["pipelines.registered_run_id"] == train.info.run_id
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.uri)  # models:/ URIs are resolved by the fluent API
+    model = mlflow.pytorch.load_model(f"models:/{BUNDLE}/{version.version}")  # a torch.export graph
+    assert tuple(model(torch.zeros(3, 1, 64, 64)).shape) == (3, 2, 64, 64)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+
+    assert cli.main(["register", BUNDLE, "--tracking-uri", server.uri]) == 0
+    shipped = client.get_model_version_by_alias(BUNDLE, "shipped")
+    assert shipped.tags["pipelines.checkpoint_sha256"] == file_sha256(api.BUNDLES_DIR / BUNDLE / "models" / "model.pt")
+    assert float(shipped.tags["eval.mean_dice"]) > 0.8
+    assert client.get_run(shipped.run_id).info.run_name == f"{BUNDLE} register"
+
+
 def test_server_going_away_mid_run_costs_a_warning(
     server: Server, sunnybrook_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
