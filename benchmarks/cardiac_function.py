@@ -12,7 +12,8 @@ then compares, per patient:
   and 95% limits of agreement (Bland-Altman), Pearson r, overall and per diagnosis group;
 * the model's per-patient uncertainty (mean normalised entropy of the flip-averaged softmax over the voxels it
   labels as heart, averaged over ED and ES) as a detector of the worst cases: AUROC for "LV myocardium Dice below
-  0.80" and for "LVEF error above 5 points", with the numbers of cases behind each.
+  0.80" and for "LVEF error above 5 points" per patient, and per frame for "the worst class's Dice below 0.85",
+  with the numbers of cases behind each.
 
 Writes ``per_patient.csv``, ``agreement.json`` and ``bland_altman.png`` under ``--output`` (predictions in
 ``predictions/``, reused when present), and prints the figures as JSON lines and a markdown table.
@@ -56,6 +57,7 @@ MEASURES = {
 }
 BAD_MYO_DICE = 0.80
 BAD_LVEF_ERROR = 5.0
+BAD_FRAME_DICE = 0.85  # per frame: the worst of the three classes' Dice
 
 
 def predict_frames(items: list[dict[str, Any]], folder: Path, checkpoint: str | None, overrides: dict) -> None:
@@ -121,6 +123,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 [r["uncertainty"] for r in rows], [r["myo_dice"] < BAD_MYO_DICE for r in rows]),
             f"lvef_error_above_{BAD_LVEF_ERROR:g}": uncertainty_auroc(
                 [r["uncertainty"] for r in rows], [r["lvef_abs_error"] > BAD_LVEF_ERROR for r in rows]),
+            f"frame_worst_class_dice_below_{BAD_FRAME_DICE:.2f}": uncertainty_auroc(
+                [r[f"{f}_uncertainty"] for r in rows for f in ("ed", "es")],
+                [min(r[f"{f}_dice_{c}"] for c in CLASSES.values()) < BAD_FRAME_DICE for r in rows for f in ("ed", "es")]),
         },
         "qc_flagged_patients": int(sum(flagged)),
     }
