@@ -37,7 +37,7 @@ import numpy as np
 from pipelines import api
 from pipelines.data.datalist import split_items
 from pipelines.evaluation.agreement import bland_altman, class_scores, uncertainty_auroc
-from pipelines.io.atomic import atomic_path, atomic_write_json, atomic_write_text
+from pipelines.io.atomic import atomic_write_json, atomic_write_text
 from pipelines.io.console import tolerant_streams
 from pipelines.measure import load_labels, measure_frames
 from pipelines.measure.uncertainty import frame_uncertainty
@@ -133,12 +133,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def bland_altman_figure(rows: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> None:
     """One Bland-Altman panel per measure: difference against mean, bias and limits of agreement drawn."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from pipelines.visualize import save_figure
 
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    fig = Figure(figsize=(13, 7.5))
+    axes = fig.subplots(2, 3)
     for ax, (key, (label, unit)) in zip(axes.ravel(), MEASURES.items()):
         pred = np.array([r[f"pred_{key}"] for r in rows], float)
         ref = np.array([r[f"ref_{key}"] for r in rows], float)
@@ -156,9 +156,7 @@ def bland_altman_figure(rows: list[dict[str, Any]], summary: dict[str, Any], pat
     axes.ravel()[0].legend(fontsize=7)
     fig.suptitle(f"Bland-Altman, {len(rows)} held-out ACDC patients (cardiac_sax_segmentation vs expert labels)")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def markdown(summary: dict[str, Any]) -> str:

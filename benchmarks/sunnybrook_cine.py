@@ -14,8 +14,9 @@ the experts:
   stop short of the base and apex), predicted against the experts' contours; LV myocardium volume at ED likewise;
 * Dice of the LV cavity (ED, ES) and LV myocardium (ED) on the contoured slices. Sunnybrook has no RV contours.
 
-Writes ``sunnybrook_cine.json`` and the measure outputs (``measures/``: volume curve, bull's-eye) under ``--output``,
-and prints one JSON line per study.
+Writes ``sunnybrook_cine.json``, the measure outputs (``measures/``: volume curve, bull's-eye) and
+``<study>_overlay.png`` (predicted and expert contours on basal, mid and apical slices at ED and ES) under
+``--output``, and prints one JSON line per study.
 """
 
 from __future__ import annotations
@@ -90,6 +91,27 @@ def compare_study(frames: dict[str, dict[str, Any]], labels_4d: Path, measured: 
     return result
 
 
+def overlay(frames: dict[str, dict[str, Any]], image_4d: Path, labels_4d: Path, path: Path, study: str) -> None:
+    """Basal, mid and apical contoured slices at the experts' ED and ES phases: predicted and expert contours."""
+    from pipelines.visualize import label_overlay_figure, save_figure
+
+    image = np.asarray(nib.load(image_4d).dataobj)
+    labels = np.asarray(nib.load(labels_4d).dataobj)
+    panels: dict[str, list[Any]] = {"images": [], "predicted": [], "reference": [], "titles": []}
+    for name, item in frames.items():
+        expert = np.asarray(nib.load(item["label"]).dataobj)
+        slices = [int(z) for z in item["labelled_slices"]]
+        for z in (slices[0], slices[len(slices) // 2], slices[-1]):
+            phase = int(item["phase_index"])
+            panels["images"].append(image[..., z, phase])
+            panels["predicted"].append(labels[..., z, phase])
+            panels["reference"].append(expert[..., z])
+            panels["titles"].append(f"{name.upper()} (phase {phase}), slice {z}")
+    fig = label_overlay_figure(panels["images"], panels["predicted"], panels["reference"], panels["titles"],
+                               title=f"{study}: cardiac_sax_segmentation on the DICOM cine")
+    save_figure(fig, path, dpi=90)
+
+
 def main(argv: list[str] | None = None) -> int:
     tolerant_streams()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -125,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                 path.replace(predictions / path.name.replace("CINESAX", study, 1))
         measured = measure_cine(labels_4d, output / "measures", case=study, overwrite=True)
         results[study] = compare_study(frames, labels_4d, measured)
+        image_4d = Path(datalist["_root"]) / frames["ed"]["image_4d"]
+        overlay(frames, image_4d, labels_4d, output / f"{study}_overlay.png", study)
         print(json.dumps({"study": study, **results[study]}, default=str))
     atomic_write_json(output / "sunnybrook_cine.json", results)
     return 0

@@ -31,7 +31,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from pipelines.data.sources import DATA_ENV
 from pipelines.data.splits import split_cases, stratified_folds

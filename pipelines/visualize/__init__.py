@@ -7,6 +7,7 @@ from pipelines.visualize.figures import (
     binary_dice,
     curves_figure,
     informative_slice,
+    label_overlay_figure,
     lower_is_better,
     occlusion_figure,
     overlay_figure,
@@ -18,6 +19,7 @@ from pipelines.visualize.figures import (
 )
 
 __all__ = [
+    "label_overlay_figure",
     "binary_dice",
     "curves_figure",
     "informative_slice",

@@ -4,7 +4,6 @@ and on a 4D cine, checking that every output lies on the input's exact grid and 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -23,18 +22,10 @@ FAST = {"batch_size": 4, "val_interval": 1, "validate#inferer#sw_batch_size": 4}
 NO_TTA = {"validate#tta_inferer#flip_axes": []}
 
 
-def _acdc_training() -> Path:
-    folders = [Path(f) for f in os.environ.get("PIPELINES_DATA", "").split(os.pathsep) if f]
-    for folder in [*folders, REPO_ROOT.parent / "shared" / "data"]:
-        if (folder / "acdc" / "training").is_dir():
-            return folder / "acdc" / "training"
-    pytest.skip("acdc/ not found in PIPELINES_DATA or ../shared/data")
-
-
 @pytest.fixture(scope="module")
-def acdc_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def acdc_small(acdc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A datalist of six real ACDC patients (every diagnosis group)."""
-    training = _acdc_training()
+    training = acdc_dir / "training"
     source = tmp_path_factory.mktemp("acdc_source")
     for patient in PATIENTS:
         (source / patient).symlink_to(training / patient, target_is_directory=True)
@@ -136,27 +127,13 @@ def test_evaluate_scores_every_class_per_patient(trained: Path, acdc_small: Path
         assert all(0.0 <= c["dice"] <= 1.0 for c in scores["cases"])
 
 
-def test_monai_bundle_run_with_mlflow_tracking(acdc_small: Path, tmp_path: Path, one_thread_module: None) -> None:
+def test_monai_bundle_run_with_mlflow_tracking(acdc_small: Path, tmp_path: Path, monai_bundle_run) -> None:
     """The model-zoo way: ``python -m monai.bundle run ... --tracking mlflow`` with the standard ids."""
-    import subprocess
-    import sys
-
     import mlflow
 
     out = tmp_path / "bundle_run"
-    command = [
-        sys.executable, "-m", "monai.bundle", "run",
-        "--config_file", str(BUNDLE_DIR / "configs" / "train.json"),
-        "--meta_file", str(BUNDLE_DIR / "configs" / "metadata.json"),
-        "--logging_file", str(BUNDLE_DIR / "configs" / "logging.conf"),
-        "--bundle_root", str(BUNDLE_DIR),
-        "--dataset_dir", str(acdc_small),
-        "--output_dir", str(out),
-        "--num_epochs", "1", "--max_cases", "1", "--batch_size", "4", "--val_interval", "1",
-        "--tracking", "mlflow",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300, env=env)
+    result = monai_bundle_run(BUNDLE_DIR, acdc_small, out, "--num_epochs", "1", "--max_cases", "1", "--batch_size", "4",
+                              "--val_interval", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "models" / "model.pt").is_file()
     client = mlflow.MlflowClient(tracking_uri="sqlite:///" + (out / "mlruns.db").resolve().as_posix())

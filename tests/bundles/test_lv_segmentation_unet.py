@@ -174,21 +174,10 @@ def test_predict_keeps_the_input_geometry(trained: tuple[Path, dict], sunnybrook
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
 
 
-def test_monai_bundle_run_with_mlflow_tracking(sunnybrook_dir: Path, tmp_path: Path) -> None:
+def test_monai_bundle_run_with_mlflow_tracking(sunnybrook_dir: Path, tmp_path: Path, monai_bundle_run) -> None:
     """The model-zoo way: ``python -m monai.bundle run ... --tracking mlflow`` with the standard ids."""
     out = tmp_path / "bundle_run"
-    command = [
-        sys.executable, "-m", "monai.bundle", "run",
-        "--config_file", str(BUNDLE_DIR / "configs" / "train.json"),
-        "--meta_file", str(BUNDLE_DIR / "configs" / "metadata.json"),
-        "--logging_file", str(BUNDLE_DIR / "configs" / "logging.conf"),
-        "--bundle_root", str(BUNDLE_DIR),
-        "--dataset_dir", str(sunnybrook_dir),
-        "--output_dir", str(out),
-        "--num_epochs", "1", "--max_cases", "2", "--batch_size", "8",
-        "--tracking", "mlflow",
-    ]
-    result = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=300)
+    result = monai_bundle_run(BUNDLE_DIR, sunnybrook_dir, out, "--num_epochs", "1", "--max_cases", "2", "--batch_size", "8")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / "models" / "model.pt").is_file()
     runs = _runs(out)

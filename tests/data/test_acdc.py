@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -15,23 +14,14 @@ from pipelines.data import acdc
 from pipelines.data.datalist import split_items
 from pipelines.errors import InputError, OutputExistsError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # one patient of each diagnosis group, and a second of two groups
 PATIENTS = ("patient002", "patient004", "patient021", "patient023", "patient041", "patient061", "patient085")
 
 
-def _acdc_training() -> Path:
-    folders = [Path(f) for f in os.environ.get("PIPELINES_DATA", "").split(os.pathsep) if f]
-    for folder in [*folders, REPO_ROOT.parent / "shared" / "data"]:
-        if (folder / "acdc" / "training").is_dir():
-            return folder / "acdc" / "training"
-    pytest.skip("acdc/ not found in PIPELINES_DATA or ../shared/data")
-
-
 @pytest.fixture
-def source(tmp_path: Path) -> Path:
+def source(acdc_dir: Path, tmp_path: Path) -> Path:
     """A small ACDC download: the official layout (database/training/patientXXX), the patients' files linked."""
-    training = _acdc_training()
+    training = acdc_dir / "training"
     root = tmp_path / "ACDC" / "database" / "training"
     for patient in PATIENTS:
         if not (training / patient).is_dir():
