@@ -88,6 +88,7 @@ def test_files_digest_is_by_name_and_content(tmp_path: Path) -> None:
 
 
 def test_git_commit_is_the_checkouts_head_or_the_version(tmp_path: Path) -> None:
+    git_commit.cache_clear()  # cached per process: a commit made while the suite runs would otherwise be missed
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=BUNDLE_DIR)
     commit = git_commit()
     if head.returncode == 0:
