@@ -31,11 +31,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-
+from pipelines.data.datalist import datalist_target
 from pipelines.data.sources import DATA_ENV
 from pipelines.data.splits import split_cases, stratified_folds
 from pipelines.data.validate import check_pair
-from pipelines.errors import InputError, OutputExistsError, PipelineError
+from pipelines.errors import InputError, PipelineError
 from pipelines.io.atomic import atomic_write_json
 
 __all__ = ["GROUPS", "LABELS", "find_patients", "read_info", "convert", "prepare"]
@@ -160,9 +160,7 @@ def convert(
     from tqdm import tqdm
 
     output_dir = Path(output_dir)
-    datalist_path = output_dir / "datalist.json"
-    if datalist_path.exists() and not overwrite:
-        raise OutputExistsError(datalist_path)
+    datalist_path = datalist_target(output_dir, overwrite)
     patients = find_patients(source)
     cases: list[dict[str, Any]] = []
     for patient_dir in tqdm(patients, desc="checking ACDC patients", unit="patient", disable=None):

@@ -63,10 +63,11 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from pipelines.data.datalist import datalist_target
+from pipelines.data.npz import load_arrays
 from pipelines.data.registration import SliceRegistration, register_slice
 from pipelines.data.sources import DatasetSource, resolve_local_source
 from pipelines.data.splits import split_cases, stratified_subset
-from pipelines.data.npz import load_arrays
 from pipelines.data.sunnybrook import volume_affine, write_volume  # one NIfTI writer for every converter
 from pipelines.errors import InputError, OutputExistsError
 from pipelines.io.atomic import atomic_write_json
@@ -290,9 +291,7 @@ def convert(
         The path of the written datalist.
     """
     output_dir = Path(output_dir)
-    datalist_path = output_dir / "datalist.json"
-    if datalist_path.exists() and not overwrite:
-        raise OutputExistsError(datalist_path)
+    datalist_path = datalist_target(output_dir, overwrite)
     arrays = load_npz(source)
     by_patient = _patient_slices(arrays, source)
     affine = volume_affine(spacing_mm, slice_spacing_mm)

@@ -13,9 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import InputError
+from pipelines.errors import InputError, OutputExistsError
 
-__all__ = ["load_datalist", "split_name", "split_items", "slice_items"]
+__all__ = ["datalist_target", "load_datalist", "split_name", "split_items", "slice_items"]
+
+
+def datalist_target(output_dir: str | Path, overwrite: bool = False) -> Path:
+    """``<output_dir>/datalist.json``, the file a converter writes last; raise before any conversion work when it
+    exists already and ``overwrite`` is False (:class:`OutputExistsError`)."""
+    path = Path(output_dir) / "datalist.json"
+    if path.exists() and not overwrite:
+        raise OutputExistsError(path)
+    return path
 
 
 def load_datalist(path: str | Path) -> dict[str, Any]:

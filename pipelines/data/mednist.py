@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pipelines.data.datalist import datalist_target
 from pipelines.data.sources import DatasetSource, resolve_local_source
 from pipelines.data.splits import split_cases, stratified_subset
 from pipelines.errors import InputError, OutputExistsError
@@ -183,9 +184,7 @@ def convert(
         raise ValueError(f"n_val ({n_val}) and n_test ({n_test}) per class must be >= 0 and add up to at most "
                          f"{IMAGES_PER_CLASS}")
     output_dir = Path(output_dir)
-    datalist_path = output_dir / "datalist.json"
-    if datalist_path.exists() and not overwrite:
-        raise OutputExistsError(datalist_path)
+    datalist_path = datalist_target(output_dir, overwrite)
     images = load_images(source)
     cases: list[dict[str, Any]] = []
     pixels: list[np.ndarray] = []

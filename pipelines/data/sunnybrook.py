@@ -27,10 +27,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from pipelines.data.datalist import datalist_target
 from pipelines.data.npz import load_arrays
 from pipelines.data.sources import DatasetSource, resolve_source
 from pipelines.data.splits import split_cases, stratified_folds
-from pipelines.errors import InputError, OutputExistsError
+from pipelines.errors import InputError
 from pipelines.io.atomic import atomic_path, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -99,9 +100,7 @@ def convert(
         The path of the written datalist.
     """
     output_dir = Path(output_dir)
-    datalist_path = output_dir / "datalist.json"
-    if datalist_path.exists() and not overwrite:
-        raise OutputExistsError(datalist_path)
+    datalist_path = datalist_target(output_dir, overwrite)
     arrays = load_npz(npz_path)
     ranges = arrays["caseIndices"]
     cases: list[dict[str, Any]] = []

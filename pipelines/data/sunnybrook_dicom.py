@@ -42,8 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.data.datalist import datalist_target
 from pipelines.data.sources import DATA_ENV
-from pipelines.errors import InputError, OutputExistsError, PipelineError
+from pipelines.errors import InputError, PipelineError
 from pipelines.io.atomic import atomic_write_json
 from pipelines.io.dicom_cine import DicomSeries, read_series, write_array, write_nifti
 
@@ -435,9 +436,7 @@ def convert(source: str | Path, output_dir: str | Path, overwrite: bool = False)
     from tqdm import tqdm
 
     output_dir = Path(output_dir)
-    datalist_path = output_dir / "datalist.json"
-    if datalist_path.exists() and not overwrite:
-        raise OutputExistsError(datalist_path)
+    datalist_path = datalist_target(output_dir, overwrite)
     cases: list[dict[str, Any]] = []
     for study in tqdm(find_studies(source), desc="converting Sunnybrook studies", unit="study", disable=None):
         cases.extend(_convert_study(study, output_dir, overwrite))
