@@ -94,6 +94,24 @@ def test_predict_a_4d_cine_writes_one_4d_label_map_in_frame_order(
     assert sorted(p.name for p in (tmp_path / "cine").iterdir()) == ["patient002_4d_seg.nii.gz"]
 
 
+def test_slice_context_trains_a_three_channel_network_and_predicts_on_the_input_grid(
+    acdc_small: Path, tmp_path: Path, one_thread_module: None
+) -> None:
+    """``slice_context=1`` (2.5D: each slice with its two neighbours as channels) in training and prediction alike."""
+    context = {"slice_context": 1}
+    api.train(BUNDLE, acdc_small, tmp_path / "run", epochs=1, max_cases=1, overrides={**FAST, **context})
+    checkpoint = tmp_path / "run" / "models" / "model.pt"
+    first_conv = next(v for v in torch.load(checkpoint, weights_only=True).values() if v.ndim == 4)
+    assert first_conv.shape[1] == 3
+    image = _frame(acdc_small, "patient002_es")
+    report = api.predict(BUNDLE, image, tmp_path / "pred", checkpoint=checkpoint, overrides={**NO_TTA, **context})
+    assert report.ok
+    written, source = nib.load(report.written[0]), nib.load(image)
+    assert written.shape == source.shape
+    np.testing.assert_array_equal(written.affine, source.affine)
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2, 3}
+
+
 def test_metadata_states_the_acdc_label_convention_and_licence() -> None:
     meta = json.loads((BUNDLE_DIR / "configs" / "metadata.json").read_text(encoding="utf-8"))
     assert "1 right-ventricle cavity, 2 left-ventricle myocardium, 3 left-ventricle cavity" in meta["pred_classes"]
