@@ -5,8 +5,22 @@ from pipelines.transforms.entropy import PredictiveEntropyd, normalised_entropy
 from pipelines.transforms.rician import RicianNoised, rician_noise
 from pipelines.transforms.save_figures import SaveOcclusionFiguresd
 from pipelines.transforms.save_nifti import SaveNiftiLikeInputd
-from pipelines.transforms.slice_context import RandReverseSliceContextd, SliceContextd, slice_context
+from pipelines.transforms.slice_context import (
+           RandReverseSliceContextd,
+           SliceContextd,
+           slice_context,
+)
 from pipelines.transforms.slices import SelectSliced
 
-__all__ = ["PredictiveEntropyd", "normalised_entropy", "RicianNoised", "SaveNiftiLikeInputd", "RandReverseSliceContextd", "SaveOcclusionFiguresd", "SelectSliced",
-           "SliceContextd", "rician_noise", "slice_context"]
+__all__ = [
+           "PredictiveEntropyd",
+           "RandReverseSliceContextd",
+           "RicianNoised",
+           "SaveNiftiLikeInputd",
+           "SaveOcclusionFiguresd",
+           "SelectSliced",
+           "SliceContextd",
+           "normalised_entropy",
+           "rician_noise",
+           "slice_context",
+]

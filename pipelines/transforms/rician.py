@@ -25,12 +25,12 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-__all__ = ["noise_seed", "rician_noise", "RicianNoised"]
+__all__ = ["RicianNoised", "noise_seed", "rician_noise"]
 
 
 def noise_seed(case_id: str, sigma: float, seed: int = 0) -> int:
     """A 32-bit seed that depends only on ``(seed, case_id, sigma)`` (CRC-32, stable across processes and runs)."""
-    return zlib.crc32(f"{int(seed)}:{case_id}:{float(sigma):.6g}".encode("utf-8"))
+    return zlib.crc32(f"{int(seed)}:{case_id}:{float(sigma):.6g}".encode())
 
 
 def rician_noise(image: np.ndarray | torch.Tensor, sigma: float, seed: int) -> np.ndarray | torch.Tensor:

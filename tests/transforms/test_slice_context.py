@@ -8,7 +8,12 @@ from monai.data import MetaTensor
 from monai.inferers import SliceInferer
 from monai.transforms import Compose
 
-from pipelines.transforms import RandReverseSliceContextd, SelectSliced, SliceContextd, slice_context
+from pipelines.transforms import (
+    RandReverseSliceContextd,
+    SelectSliced,
+    SliceContextd,
+    slice_context,
+)
 
 AFFINE = torch.diag(torch.tensor([1.5, 1.5, 10.0, 1.0], dtype=torch.float64))
 
