@@ -93,10 +93,22 @@ def score_patient(frames: dict[str, dict[str, Any]], folder: Path) -> dict[str, 
         for key in MEASURES:
             row[f"{source}_{key}"] = result["measures"][key]
         row[f"{source}_qc_flags"] = ";".join(f["code"] for f in result["qc_flags"])
+    row["es_rv_ml_off_expert_slices"] = rv_off_expert_slices(*maps["es"])
     row["uncertainty"] = (row["ed_uncertainty"] + row["es_uncertainty"]) / 2
     row["myo_dice"] = (row["ed_dice_myo"] + row["es_dice_myo"]) / 2
     row["lvef_abs_error"] = abs(row["pred_lv_ef_pct"] - row["ref_lv_ef_pct"])
     return row
+
+
+def rv_off_expert_slices(pred: Any, ref: Any) -> float:
+    """Predicted RV cavity volume (mL) on the slices where the experts drew no RV cavity.
+
+    At end-systole the tricuspid plane moves towards the apex, so the most basal slice often holds the right atrium,
+    which ACDC's experts leave unlabelled: RV predicted there is the error this isolates (sum over slices ``z``
+    with no expert RV voxel of the predicted RV voxel count, times the voxel volume).
+    """
+    empty = ~(ref.labels == 1).any(axis=(0, 1))
+    return float((pred.labels[..., empty] == 1).sum() * ref.voxel_volume_ml)
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -128,6 +140,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 [min(r[f"{f}_dice_{c}"] for c in CLASSES.values()) < BAD_FRAME_DICE for r in rows for f in ("ed", "es")]),
         },
         "qc_flagged_patients": int(sum(flagged)),
+        "es_rv_off_expert_slices": {
+            "mean_ml": float(np.mean([r["es_rv_ml_off_expert_slices"] for r in rows])),
+            "patients_above_5_ml": int(sum(r["es_rv_ml_off_expert_slices"] > 5 for r in rows)),
+        },
     }
 
 
