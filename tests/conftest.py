@@ -7,9 +7,11 @@ with the reason, where it is absent.
 
 from __future__ import annotations
 
+import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -134,3 +136,15 @@ def acdc_dir() -> Path:
             return folder / "acdc"
     searched = ", ".join(str(f) for f in _data_folders())
     pytest.skip(f"acdc/training not found (searched {searched}); set PIPELINES_DATA to a folder holding it")
+
+
+@pytest.fixture(scope="session")
+def load_benchmark() -> Callable[[str], ModuleType]:
+    """Import a script of ``benchmarks/`` by name (the folder is not a package): ``load_benchmark("pretraining")``."""
+    def load(name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO_ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

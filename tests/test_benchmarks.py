@@ -143,12 +143,8 @@ def test_mr_to_ct_benchmark_refuses_a_blur_sigma_that_is_not_positive(value: str
     assert not (tmp_path / "out").exists()
 
 
-def test_rows_split_at_commas_but_keep_names_that_hold_commas() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("segmentation_benchmark", REPO / "benchmarks" / "segmentation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_rows_split_at_commas_but_keep_names_that_hold_commas(load_benchmark) -> None:
+    module = load_benchmark("segmentation")
     ablations = REPO / "benchmarks" / "segmentation_ablations.json"
     picked = module.load_variants(ablations, "U-Net, no test-time flips,U-Net 0.2.0 recipe (seed 1)")
     assert [v["name"] for v in picked] == ["U-Net, no test-time flips", "U-Net 0.2.0 recipe (seed 1)"]  # file order
@@ -160,17 +156,13 @@ def test_rows_split_at_commas_but_keep_names_that_hold_commas() -> None:
 
 
 def test_segmentation_benchmark_folds_are_children_of_a_parent_run(
-    sunnybrook_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sunnybrook_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load_benchmark
 ) -> None:
     """The variant's parent run holds the summary metrics; its split's training and evaluation are its children."""
-    import importlib.util
-
     import mlflow
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    spec = importlib.util.spec_from_file_location("segmentation_benchmark", REPO / "benchmarks" / "segmentation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_benchmark("segmentation")
     variant = {"name": "U-Net", "bundle": "lv_segmentation_unet", "overrides": {"batch_size": 8}}
     uri = "sqlite:///" + (tmp_path / "mlruns.db").as_posix()
     parents = module.start_parent_runs(uri, [variant], ["1"])

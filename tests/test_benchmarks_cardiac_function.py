@@ -3,7 +3,6 @@ weights and runs ~45 s on 2 cores: its figures are in the bundle README)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +10,10 @@ import pytest
 
 from pipelines.measure.labels import LabelMap
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def benchmark():
-    spec = importlib.util.spec_from_file_location("cardiac_function_benchmark", REPO / "benchmarks" / "cardiac_function.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def benchmark(load_benchmark):
+    return load_benchmark("cardiac_function")
 
 
 def _labels(voxels: np.ndarray) -> LabelMap:

@@ -3,21 +3,16 @@ in tests/bundles)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def pretraining():
-    spec = importlib.util.spec_from_file_location("pretraining", REPO / "benchmarks" / "pretraining.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def pretraining(load_benchmark):
+    return load_benchmark("pretraining")
 
 
 def test_labelled_patients_are_training_patients_of_distinct_groups(pretraining, sunnybrook_dir: Path) -> None:
