@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture(scope="module")
 def pretraining(load_benchmark):
     return load_benchmark("pretraining")
