@@ -9,14 +9,19 @@ then compares, per patient:
 * the segmentation: Dice and HD95 per class (RV cavity, LV myocardium, LV cavity) on the input's grid;
 * the measures of the predicted and of the expert label maps, computed by the same code
   (:func:`pipelines.measure.measure_frames`): LVEF, LVEDV, LVESV, LV mass, RVEF, RVEDV: mean absolute error, bias
-  and 95% limits of agreement (Bland-Altman), Pearson r, overall and per diagnosis group;
+  and 95% limits of agreement (Bland-Altman), Pearson r, overall and per diagnosis group. The predicted labels are
+  measured as ``pipelines predict --measure`` measures them, with the basal end-systolic RV slice rule
+  (:mod:`pipelines.measure.basal`, ``--trim-basal-rv``, 0 turns it off), and also without it
+  (``agreement_untrimmed``); the expert labels always as they are;
 * the model's per-patient uncertainty (mean normalised entropy of the flip-averaged softmax over the voxels it
   labels as heart, averaged over ED and ES) as a detector of the worst cases: AUROC for "LV myocardium Dice below
   0.80" and for "LVEF error above 5 points" per patient, and per frame for "the worst class's Dice below 0.85",
   with the numbers of cases behind each.
 
 Writes ``per_patient.csv``, ``agreement.json`` and ``bland_altman.png`` under ``--output`` (predictions in
-``predictions/``, reused when present), and prints the figures as JSON lines and a markdown table.
+``predictions/``, reused when present), and prints the figures as JSON lines and a markdown table. Several
+``--checkpoint`` files are scored as one ensemble (:class:`pipelines.networks.ProbabilityEnsemble`, the mean of the
+members' softmax; weights written to ``<output>/ensemble.pt``).
 """
 
 from __future__ import annotations
@@ -39,8 +44,11 @@ from pipelines.data.datalist import split_items
 from pipelines.evaluation.agreement import bland_altman, class_scores, uncertainty_auroc
 from pipelines.io.atomic import atomic_write_json, atomic_write_text
 from pipelines.io.console import tolerant_streams
+from pipelines.io.atomic import atomic_torch_save
 from pipelines.measure import load_labels, measure_frames
+from pipelines.measure.basal import DEFAULT_MIN_RATIO
 from pipelines.measure.uncertainty import frame_uncertainty
+from pipelines.networks.ensemble import ensemble_weights
 
 logger = logging.getLogger("benchmarks.cardiac_function")
 
@@ -74,8 +82,9 @@ def predict_frames(items: list[dict[str, Any]], folder: Path, checkpoint: str | 
         raise SystemExit(f"prediction failed: {report.failed}")
 
 
-def score_patient(frames: dict[str, dict[str, Any]], folder: Path) -> dict[str, Any]:
-    """Segmentation scores, measures (predicted and expert) and uncertainty of one patient's ED / ES frames."""
+def score_patient(frames: dict[str, dict[str, Any]], folder: Path, trim: float) -> dict[str, Any]:
+    """Segmentation scores, measures (predicted with the basal ES RV rule at ``trim`` and without it, expert) and
+    uncertainty of one patient's ED / ES frames."""
     row: dict[str, Any] = {}
     maps = {}
     for frame, item in frames.items():
@@ -87,12 +96,15 @@ def score_patient(frames: dict[str, dict[str, Any]], folder: Path) -> dict[str, 
         row[f"{frame}_uncertainty"] = frame_uncertainty(
             folder / f"{item['case_id']}_seg.nii.gz", folder / f"{item['case_id']}_uncertainty.nii.gz"
         )
-    for source, index in (("pred", 0), ("ref", 1)):
+    for source, index, ratio in (("pred", 0, trim or None), ("pred_untrimmed", 0, None), ("ref", 1, None)):
         ed, es = maps["ed"][index], maps["es"][index]
-        result = measure_frames(ed.labels, es.labels, ed.spacing_mm, ed.affine)
+        result = measure_frames(ed.labels, es.labels, ed.spacing_mm, ed.affine, basal_rv_min_ratio=ratio)
         for key in MEASURES:
             row[f"{source}_{key}"] = result["measures"][key]
-        row[f"{source}_qc_flags"] = ";".join(f["code"] for f in result["qc_flags"])
+        if source == "pred":
+            row["rv_basal_trimmed_ml"] = result["measures"]["rv_basal_trimmed_ml"]
+        if source != "pred_untrimmed":
+            row[f"{source}_qc_flags"] = ";".join(f["code"] for f in result["qc_flags"])
     row["es_rv_ml_off_expert_slices"] = rv_off_expert_slices(*maps["es"])
     row["uncertainty"] = (row["ed_uncertainty"] + row["es_uncertainty"]) / 2
     row["myo_dice"] = (row["ed_dice_myo"] + row["es_dice_myo"]) / 2
@@ -113,8 +125,8 @@ def rv_off_expert_slices(pred: Any, ref: Any) -> float:
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Agreement overall and per group, mean Dice / HD95 per class and frame, and the uncertainty's AUROCs."""
-    def agreement(subset: list[dict[str, Any]]) -> dict[str, Any]:
-        return {key: bland_altman([r[f"pred_{key}"] for r in subset], [r[f"ref_{key}"] for r in subset])
+    def agreement(subset: list[dict[str, Any]], source: str = "pred") -> dict[str, Any]:
+        return {key: bland_altman([r[f"{source}_{key}"] for r in subset], [r[f"ref_{key}"] for r in subset])
                 for key in MEASURES}
 
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -130,6 +142,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "segmentation": segmentation,
         "agreement": agreement(rows),
         "agreement_by_group": {g: agreement(sub) for g, sub in sorted(groups.items())},
+        "agreement_untrimmed": agreement(rows, "pred_untrimmed"),
+        "basal_rv_trimmed": {
+            "patients": int(sum(bool(r["rv_basal_trimmed_ml"]) for r in rows)),
+            "mean_ml": float(np.mean([r["rv_basal_trimmed_ml"] or 0.0 for r in rows])),
+        },
         "uncertainty_auroc": {
             f"myo_dice_below_{BAD_MYO_DICE:.2f}": uncertainty_auroc(
                 [r["uncertainty"] for r in rows], [r["myo_dice"] < BAD_MYO_DICE for r in rows]),
@@ -186,6 +203,10 @@ def markdown(summary: dict[str, Any]) -> str:
     for group, stats in summary["agreement_by_group"].items():
         n = stats["lv_ef_pct"]["n"]
         lines.append(f"| {group} | {n} | " + " | ".join(f"{stats[k]['mae']:.1f}" for k in MEASURES) + " |")
+    untrimmed, trimmed = summary["agreement_untrimmed"], summary["basal_rv_trimmed"]
+    lines += ["", f"Basal ES RV slice rule (ratio {summary['trim_basal_rv']:g}): applied to {trimmed['patients']} of "
+              f"{summary['patients']} patients; without it RVEF MAE {untrimmed['rv_ef_pct']['mae']:.1f} (bias "
+              f"{untrimmed['rv_ef_pct']['bias']:+.1f}), mean removed {trimmed['mean_ml']:.1f} mL per patient."]
     return "\n".join(lines)
 
 
@@ -196,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True)
     parser.add_argument("--split", default="0", help="fold whose patients are scored (default 0)")
     parser.add_argument("--subset", default="test", choices=["test", "validation", "train"])
-    parser.add_argument("--checkpoint", help="weights (default: the bundle's shipped models/model.pt)")
+    parser.add_argument("--checkpoint", nargs="+", help="weights (default: the bundle's shipped models/model.pt); "
+                        "several: their ensemble")
+    parser.add_argument("--trim-basal-rv", type=float, default=DEFAULT_MIN_RATIO, metavar="RATIO",
+                        help=f"basal ES RV slice rule for the predicted labels (default {DEFAULT_MIN_RATIO}; 0 off)")
     parser.add_argument("--max-patients", type=int, help="score only the first N patients (smoke runs)")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                         help="bundle config override for predict (e.g. validate#tta_inferer#flip_axes=[])")
@@ -213,14 +237,18 @@ def main(argv: list[str] | None = None) -> int:
     patients = sorted(by_patient)[: args.max_patients]
     folder = output / "predictions"
     folder.mkdir(parents=True, exist_ok=True)
-    predict_frames([i for p in patients for i in by_patient[p].values()], folder, args.checkpoint, overrides)
+    checkpoint = args.checkpoint[0] if args.checkpoint else None
+    if args.checkpoint and len(args.checkpoint) > 1:
+        checkpoint = str(atomic_torch_save({"model": ensemble_weights(args.checkpoint)}, output / "ensemble.pt"))
+        overrides["network_def"] = api.ensemble_network_def(BUNDLE, len(args.checkpoint))
+    predict_frames([i for p in patients for i in by_patient[p].values()], folder, checkpoint, overrides)
     rows = []
     for patient in patients:
         row = {"patient": patient, "group": by_patient[patient]["ed"]["category_name"]}
-        row.update(score_patient(by_patient[patient], folder))
+        row.update(score_patient(by_patient[patient], folder, args.trim_basal_rv))
         rows.append(row)
     summary = {"split": args.split, "subset": args.subset, "checkpoint": args.checkpoint or "shipped",
-               **summarise(rows)}
+               "trim_basal_rv": args.trim_basal_rv, **summarise(rows)}
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
     writer.writeheader()

@@ -30,11 +30,14 @@ from pipelines.tracking_tags import DatasetDigest, datalist_digest, files_digest
 logger = logging.getLogger(__name__)
 
 BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+#: ``predict --measure``'s basal end-systolic RV slice ratio: :data:`pipelines.measure.basal.DEFAULT_MIN_RATIO`,
+#: repeated here so that importing the API does not load :mod:`pipelines.measure` (a test checks they agree)
+BASAL_RV_MIN_RATIO = 0.8
 DATASETS = ("sunnybrook", "brain_mr_ct", "mednist", "acdc", "sunnybrook_dicom")
 
 __all__ = [
     "BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "explain", "synthesize",
-    "load_network", "PredictionReport", "register",
+    "load_network", "PredictionReport", "register", "ensemble_network_def", "BASAL_RV_MIN_RATIO",
 ]
 
 
@@ -115,6 +118,21 @@ def _config_values(bundle_dir: Path, configs: Sequence[str], **defaults: Any) ->
     parser = ConfigParser()
     parser.read_config(config_files(bundle_dir, configs))
     return {key: parser.get(key, default) for key, default in defaults.items()}
+
+
+def ensemble_network_def(bundle: str | Path, members: int) -> dict[str, Any]:
+    """The ``network_def`` override that makes ``bundle`` run an ensemble of ``members`` copies of its own
+    ``network_def`` (:class:`pipelines.networks.ProbabilityEnsemble`), for weights from
+    :func:`pipelines.networks.ensemble.ensemble_weights`.
+
+    Raises:
+        PipelineError: the bundle's ``train.json`` has no ``network_def``.
+    """
+    bundle_dir = resolve_bundle(bundle)
+    member = _config_values(bundle_dir, ["train.json"], network_def=None)["network_def"]
+    if member is None:
+        raise PipelineError(f"{bundle_dir}: its train.json has no network_def to ensemble")
+    return {"_target_": "pipelines.networks.ProbabilityEnsemble", "members": [member] * members}
 
 
 def _run(workflow: ConfigWorkflow) -> None:
@@ -697,6 +715,7 @@ def predict(
     overrides: dict[str, Any] | None = None,
     uncertainty: bool = False,
     measure: bool = False,
+    basal_rv_min_ratio: float | None = BASAL_RV_MIN_RATIO,
 ) -> PredictionReport:
     """Run a bundle's ``inference.json`` on a NIfTI file, or every image / DICOM series in a folder.
 
@@ -712,7 +731,8 @@ def predict(
 
     ``measure`` (implies ``uncertainty``) then measures cardiac function on the outputs
     (:func:`measure_predictions`): every 4D label map, and every pair of 3D frames named ``<case>_ed...`` /
-    ``<case>_es...``, into ``<output>/measures/``.
+    ``<case>_es...``, into ``<output>/measures/``, with the basal end-systolic RV slice rule
+    (:mod:`pipelines.measure.basal`) at ``basal_rv_min_ratio`` (``None`` or 0: the labels as predicted).
 
     A 4D input (a 4D NIfTI cine, or a DICOM cine series with several images per slice position) is predicted frame
     by frame and written as one 4D file (x, y, z, t) with the input's geometry. A bundle that declares the grid it
@@ -743,13 +763,16 @@ def predict(
         bundle_dir, input, output, configs, outputs_of, overwrite, tracking_uri, override, allow_cine=True
     )
     if measure and report.written:
-        measured = measure_predictions(report.written, output / "measures", overwrite=overwrite)
+        measured = measure_predictions(report.written, output / "measures", overwrite=overwrite,
+                                       basal_rv_min_ratio=basal_rv_min_ratio or None)
         report.written += measured.written
         report.failed.update(measured.failed)
     return report
 
 
-def measure_predictions(written: Sequence[Path], output: Path, overwrite: bool = False) -> PredictionReport:
+def measure_predictions(
+    written: Sequence[Path], output: Path, overwrite: bool = False, basal_rv_min_ratio: float | None = None
+) -> PredictionReport:
     """Measure cardiac function on ``predict``'s label maps: each 4D ``<name>_seg`` (:func:`measure_cine`), and
     each pair of 3D ``<case>_ed..._seg`` / ``<case>_es..._seg`` frames (:func:`measure_pair`).
 
@@ -773,8 +796,8 @@ def measure_predictions(written: Sequence[Path], output: Path, overwrite: bool =
     for seg in segs:
         name = seg.name[: -len("_seg.nii.gz")]
         if len(nib.load(seg).shape) == 4:
-            jobs.append((name, lambda seg=seg, name=name: measure_cine(seg, output, case=name, overwrite=overwrite),
-                         seg, seg))
+            jobs.append((name, lambda seg=seg, name=name: measure_cine(
+                seg, output, case=name, overwrite=overwrite, basal_rv_min_ratio=basal_rv_min_ratio), seg, seg))
             continue
         match = re.match(r"^(.*?)_(ed|es)(?:_.*)?$", name, flags=re.IGNORECASE)
         if match:
@@ -786,8 +809,9 @@ def measure_predictions(written: Sequence[Path], output: Path, overwrite: bool =
         if set(pair) != {"ed", "es"}:
             logger.warning("%s: no %s frame to pair with; not measured", case, "ES" if "ed" in pair else "ED")
             continue
-        jobs.append((case, lambda case=case, pair=pair: measure_pair(pair["ed"], pair["es"], output, case=case,
-                                                                     overwrite=overwrite), pair["ed"], pair["es"]))
+        jobs.append((case, lambda case=case, pair=pair: measure_pair(
+            pair["ed"], pair["es"], output, case=case, overwrite=overwrite, basal_rv_min_ratio=basal_rv_min_ratio),
+            pair["ed"], pair["es"]))
     rows = []
     for case, run, ed_seg, es_seg in jobs:
         try:
@@ -944,6 +968,7 @@ def measure(
     case: str | None = None,
     overwrite: bool = False,
     tracking_uri: str | None = None,
+    basal_rv_min_ratio: float | None = None,
 ) -> PredictionReport:
     """Cardiac function from label maps (:mod:`pipelines.measure`): an ED / ES pair, a 4D cine, or a batch folder.
 
@@ -961,6 +986,8 @@ def measure(
         case: the case name of a pair or cine (default: from the file name).
         overwrite: replace existing outputs of the cases measured.
         tracking_uri: MLflow tracking URI (default ``MLFLOW_TRACKING_URI``; untracked when neither is set).
+        basal_rv_min_ratio: apply the basal end-systolic RV slice rule (:mod:`pipelines.measure.basal`) with this
+            ratio, for a network's labels; ``None`` (default) or 0 measures the labels exactly as they are.
 
     Raises:
         PipelineError: not exactly one of pair / cine / batch, ``case`` with a batch, an unusable output folder.
@@ -978,21 +1005,23 @@ def measure(
         raise PipelineError("--case names a single case; a batch takes its case names from the files")
     output = writable_dir(output)
     report = PredictionReport()
+    trim = {"basal_rv_min_ratio": basal_rv_min_ratio or None}
     if batch is not None:
-        result = measure_batch(batch, output, overwrite=overwrite)
+        result = measure_batch(batch, output, overwrite=overwrite, **trim)
         summaries, report.done, report.failed = result.summaries, result.done, result.failed
     elif cine is not None:
-        summaries = [measure_cine(cine, output, case=case, overwrite=overwrite)]
+        summaries = [measure_cine(cine, output, case=case, overwrite=overwrite, **trim)]
         report.done.append(str(cine))
     else:
-        summaries = [measure_pair(ed, es, output, case=case, overwrite=overwrite)]  # type: ignore[arg-type]
+        summaries = [measure_pair(ed, es, output, case=case, overwrite=overwrite, **trim)]  # type: ignore[arg-type]
         report.done.append(str(ed))
     written = list(dict.fromkeys(path for summary in summaries for path in summary["written"]))
     report.written = [path for path in written if path.name != CSV_NAME] + [p for p in written if p.name == CSV_NAME]
     if summaries and tracking_requested(tracking_uri):
         form = "batch" if batch is not None else ("cine" if cine is not None else "pair")
         inputs = {"batch": batch, "cine": cine, "ed": ed, "es": es}
-        params = {"form": form, "cases": str(len(summaries)), **{k: str(v) for k, v in inputs.items() if v is not None}}
+        params = {"form": form, "cases": str(len(summaries)), "basal_rv_min_ratio": str(trim["basal_rv_min_ratio"]),
+                  **{k: str(v) for k, v in inputs.items() if v is not None}}
         run_id = log_measures(tracking_uri, "measure", summaries, report.written, params)
         if run_id:
             _tag_run(tracking_uri, run_id, run_tags(Path.cwd(), "measure"))

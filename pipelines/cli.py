@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="then measure cardiac function (pipelines measure) on every 4D output and every "
                          "<case>_ed / <case>_es pair into OUTPUT/measures/, with the uncertainty per case "
                          "(cardiac_sax_segmentation)")
+    predict.add_argument("--trim-basal-rv", type=_ratio, metavar="RATIO",
+                         help="with --measure: leave the most basal end-systolic RV slice out of the measures when its "
+                         "RV area is below RATIO x the next slice's (the right atrium at end-systole; "
+                         "docs/measure.md); 0 turns it off (default 0.8)")
     _add_set(predict)
 
     help_explain = "occlusion sensitivity maps: where does the segmentation model look?"
@@ -163,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--case", metavar="NAME", help="case name of a pair or cine (default: from the file name)")
     measure.add_argument("--overwrite", action="store_true", help="replace existing outputs of the cases measured")
     measure.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else untracked)")
+    measure.add_argument("--trim-basal-rv", type=_ratio, default=0.0, metavar="RATIO",
+                         help="for a network's labels: leave the most basal end-systolic RV slice out when its RV area "
+                         "is below RATIO x the next slice's (predict --measure uses 0.8; docs/measure.md); default 0: "
+                         "the labels as they are")
 
     register = sub.add_parser("register", help="register the bundle's shipped weights in the MLflow Model Registry")
     register.add_argument("bundle", help=BUNDLE_HELP)
@@ -189,6 +197,16 @@ def _positive(value: str) -> int:
     if value.isdigit() and int(value) > 0:
         return int(value)
     raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+
+
+def _ratio(value: str) -> float:
+    try:
+        ratio = float(value)
+    except ValueError:
+        ratio = -1.0
+    if 0.0 <= ratio <= 1.0:
+        return ratio
+    raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}")
 
 
 def _settings(args: argparse.Namespace, api: ModuleType) -> dict[str, Any]:
@@ -287,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.bundle, args.input, args.output, checkpoint=args.checkpoint, overwrite=args.overwrite,
                     probabilities=args.probabilities, tracking_uri=args.tracking_uri, overrides=settings,
                     uncertainty=args.uncertainty, measure=args.measure,
+                    basal_rv_min_ratio=api.BASAL_RV_MIN_RATIO if args.trim_basal_rv is None else args.trim_basal_rv,
                 )
             )
         elif args.command == "explain":
@@ -312,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _print_report(
                 api.measure(
                     args.output, ed=args.ed, es=args.es, cine=args.cine, batch=args.batch, case=args.case,
-                    overwrite=args.overwrite, tracking_uri=args.tracking_uri,
+                    overwrite=args.overwrite, tracking_uri=args.tracking_uri, basal_rv_min_ratio=args.trim_basal_rv,
                 )
             )
     except PipelineError as exc:

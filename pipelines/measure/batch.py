@@ -127,13 +127,16 @@ def find_cases(folder: str | Path) -> tuple[list[CaseFiles], dict[str, str]]:
     return cases, failed
 
 
-def measure_batch(folder: str | Path, output_dir: str | Path, overwrite: bool = False) -> BatchResult:
+def measure_batch(
+    folder: str | Path, output_dir: str | Path, overwrite: bool = False, basal_rv_min_ratio: float | None = None
+) -> BatchResult:
     """Measure every case of ``folder`` into ``output_dir`` (one ``measures.csv``), carrying on past failures.
 
     Args:
         folder: the batch folder (module docstring).
         output_dir: the output folder.
         overwrite: replace existing outputs of the cases measured (rows of other cases are kept).
+        basal_rv_min_ratio: apply the basal ES RV slice rule (:mod:`pipelines.measure.basal`) to every case.
 
     Returns:
         The :class:`BatchResult`; a case whose outputs exist (without ``overwrite``) counts as failed.
@@ -154,10 +157,12 @@ def measure_batch(folder: str | Path, output_dir: str | Path, overwrite: bool = 
                 raise InputError(files.source, f"case name {files.case!r} is used by another input of the batch")
             seen.add(files.case)
             if files.cine is not None:
-                summary = measure_cine(files.cine, output_dir, case=files.case, overwrite=overwrite)
+                summary = measure_cine(files.cine, output_dir, case=files.case, overwrite=overwrite,
+                                       basal_rv_min_ratio=basal_rv_min_ratio)
             else:
                 summary = measure_pair(files.ed, files.es, output_dir, case=files.case, overwrite=overwrite,
-                                       ed_frame=files.ed_frame, es_frame=files.es_frame)
+                                       ed_frame=files.ed_frame, es_frame=files.es_frame,
+                                       basal_rv_min_ratio=basal_rv_min_ratio)
         except PipelineError as exc:
             result.failed[files.source] = str(exc)
             logger.error("%s", exc)

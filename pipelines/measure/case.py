@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.measure import aha
+from pipelines.measure.basal import trim_basal_es_rv
 from pipelines.measure.labels import LV, MYO, RV, UNLABELLED, unlabelled_slices
 from pipelines.measure.qc import QC_RULES, flag, frame_flags, measure_flags, mid_slices
 from pipelines.measure.thickness import epicardial_thickness
@@ -112,6 +113,7 @@ def measure_frames(
     affine: np.ndarray,
     excluded_ed: Sequence[int] | None = None,
     excluded_es: Sequence[int] | None = None,
+    basal_rv_min_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Volumes, EF, mass, ED wall thickness and QC flags of an ED / ES pair of frames.
 
@@ -123,18 +125,27 @@ def measure_frames(
         excluded_ed: the unlabelled slices of the ED frame, left out of every measure (default: those holding 255,
             :func:`~pipelines.measure.labels.unlabelled_slices`).
         excluded_es: likewise for the ES frame.
+        basal_rv_min_ratio: when given, the basal ES RV slice rule (:mod:`pipelines.measure.basal`) with this
+            ratio is applied to the ES frame before anything is measured; ``None`` measures the labels as they are
+            (reference labels).
 
     Returns:
         ``measures`` (the CSV row's numbers: :func:`~pipelines.measure.volumes.chamber_volumes` plus
         ``wall_thickness_mean_mm``, ``wall_thickness_max_mm``, ``lv_slices``), ``thickness``
-        (:func:`wall_thickness`), ``qc_flags`` (list of ``{code, rule, detail}``), ``excluded_slices``.
+        (:func:`wall_thickness`), ``qc_flags`` (list of ``{code, rule, detail}``), ``excluded_slices``,
+        ``basal_rv_trim`` (the rule's record, ``None`` when not applied); ``measures["rv_basal_trimmed_ml"]`` is
+        the RV volume the rule removed (``None`` when not applied).
     """
     dx, dy, dz = (float(s) for s in spacing_mm)
     excluded_ed = unlabelled_slices(ed) if excluded_ed is None else list(excluded_ed)
     excluded_es = unlabelled_slices(es) if excluded_es is None else list(excluded_es)
     ed = clean_frame(ed, excluded_ed)
     es = clean_frame(es, excluded_es)
+    trim = None
+    if basal_rv_min_ratio is not None:
+        es, trim = trim_basal_es_rv(ed, es, dx * dy * dz / 1000.0, basal_rv_min_ratio)
     measures: dict[str, Any] = chamber_volumes(ed, es, dx * dy * dz / 1000.0)
+    measures["rv_basal_trimmed_ml"] = None if trim is None else trim["removed_ml"]
     thickness = wall_thickness(ed, (dx, dy, dz), affine)
     measures["wall_thickness_mean_mm"] = thickness["mean_mm"]
     measures["wall_thickness_max_mm"] = thickness["max_mm"]
@@ -158,6 +169,7 @@ def measure_frames(
         "mid_slices": {"ED": mid_slices(ed, excluded_ed), "ES": mid_slices(es, excluded_es)},
         "qc_flags": _ordered(flags),
         "excluded_slices": {"ED": list(excluded_ed), "ES": list(excluded_es)},
+        "basal_rv_trim": trim,
     }
 
 

@@ -25,7 +25,7 @@ CSV_NAME = "measures.csv"
 COLUMNS = (
     "case", "lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_pct", "lv_mass_g", "rv_edv_ml", "rv_esv_ml", "rv_ef_pct",
     "ed_frame", "es_frame", "rv_sv_ml", "wall_thickness_mean_mm", "wall_thickness_max_mm", "lv_slices",
-    "excluded_slices", "qc_flags",
+    "rv_basal_trimmed_ml", "excluded_slices", "qc_flags",
 )
 
 

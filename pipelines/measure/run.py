@@ -109,6 +109,7 @@ def _document(case: str, inputs: dict[str, str], label_map: LabelMap, result: di
         "measures": result["measures"],
         "qc_flags": result["qc_flags"],
         "excluded_slices": result["excluded_slices"],
+        "basal_rv_trim": result["basal_rv_trim"],
         "mid_slices": result["mid_slices"],
         "wall_thickness": result["thickness"],
         **({"volume_curve": result["volume_curve"]} if "volume_curve" in result else {}),
@@ -125,6 +126,7 @@ def measure_pair(
     overwrite: bool = False,
     ed_frame: int | None = None,
     es_frame: int | None = None,
+    basal_rv_min_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Measure a case given as two 3D label maps (ED and ES frames) and write its outputs.
 
@@ -136,6 +138,8 @@ def measure_pair(
         overwrite: replace the case's existing outputs and row.
         ed_frame: the ED frame number for the table (default: the ``frameNN`` of the file name, if any).
         es_frame: likewise for ES.
+        basal_rv_min_ratio: apply the basal ES RV slice rule (:mod:`pipelines.measure.basal`) with this ratio;
+            ``None`` (default) measures the labels as they are.
 
     Returns:
         ``case``, ``row`` (the CSV row as strings), ``measures`` (numbers), ``qc_flags`` (codes), ``written``.
@@ -152,7 +156,8 @@ def measure_pair(
     check_same_grid(ed, es)
     excluded_ed, excluded_es = unlabelled_slices(ed.labels), unlabelled_slices(es.labels)
     _require_lv(clean_frame(ed.labels, excluded_ed), ed_path, "the ED frame")
-    result = measure_frames(ed.labels, es.labels, ed.spacing_mm, ed.affine, excluded_ed, excluded_es)
+    result = measure_frames(ed.labels, es.labels, ed.spacing_mm, ed.affine, excluded_ed, excluded_es,
+                            basal_rv_min_ratio=basal_rv_min_ratio)
     result["ed_frame"] = ed_frame if ed_frame is not None else _frame_number(ed_path)
     result["es_frame"] = es_frame if es_frame is not None else _frame_number(es_path)
     inputs = {"ed": str(ed_path), "es": str(es_path)}
@@ -160,7 +165,8 @@ def measure_pair(
 
 
 def measure_cine(
-    labels_4d_path: str | Path, output_dir: str | Path, case: str | None = None, overwrite: bool = False
+    labels_4d_path: str | Path, output_dir: str | Path, case: str | None = None, overwrite: bool = False,
+    basal_rv_min_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Measure a case given as a 4D label map ``(x, y, z, t)`` and write its outputs.
 
@@ -174,6 +180,8 @@ def measure_cine(
         output_dir: the output folder.
         case: the case name (default :func:`default_case_name` of the file).
         overwrite: replace the case's existing outputs and row.
+        basal_rv_min_ratio: as :func:`measure_pair`; applied to the ES frame only (the volume curve is the labels'
+            as they are).
 
     Returns:
         As :func:`measure_pair`.
@@ -194,7 +202,7 @@ def measure_cine(
     _require_lv(cleaned, path, "any frame")
     ed, es = ed_es_frames(lv)
     result = measure_frames(cine.labels[..., ed], cine.labels[..., es], cine.spacing_mm, cine.affine,
-                            excluded[ed], excluded[es])
+                            excluded[ed], excluded[es], basal_rv_min_ratio=basal_rv_min_ratio)
     empty = [t + 1 for t in range(frames) if lv[t] == 0]
     if empty:
         result["qc_flags"].append(flag("empty_frames", f"frames {empty} hold no LV cavity"))
