@@ -408,10 +408,13 @@ def _checkpoint(
     The check reads the file with ``weights_only=True`` and compares its keys and shapes with the ``network_def``
     of the bundle's ``configs`` and ``overrides`` (bundles without one are not checked), so that weights of another
     network are a one-line error naming what differs rather than a traceback from the engine's checkpoint loader.
+    Ensemble weights are checked against an ensemble of that network
+    (:func:`pipelines.networks.ensemble.fit_to_weights`, which the configs of a bundle shipping one use as well).
     """
     from monai.bundle import ConfigParser
 
     from pipelines.io.weights import check_weights
+    from pipelines.networks.ensemble import fit_to_weights
 
     ckpt = Path(checkpoint) if checkpoint else bundle_dir / "models" / "model.pt"
     if not ckpt.is_file():
@@ -420,7 +423,7 @@ def _checkpoint(
     parser.read_config(config_files(bundle_dir, configs))
     parser.update({"bundle_root": str(bundle_dir), **(overrides or {})})
     if "network_def" in parser:
-        check_weights(ckpt, parser.get_parsed_content("network_def"))
+        check_weights(ckpt, fit_to_weights(parser.get_parsed_content("network_def"), ckpt))
     return ckpt
 
 
@@ -439,13 +442,14 @@ def load_network(bundle: str | Path, checkpoint: str | Path | None = None, key: 
     from monai.bundle import ConfigParser
 
     from pipelines.io.weights import load_weights
+    from pipelines.networks.ensemble import fit_to_weights
 
     bundle_dir = resolve_bundle(bundle)
     ckpt = _checkpoint(bundle_dir, checkpoint, ["train.json"])
     parser = ConfigParser()
     parser.read_config(config_files(bundle_dir, ["train.json"]))
     parser.update({"bundle_root": str(bundle_dir)})
-    network = parser.get_parsed_content("network_def")
+    network = fit_to_weights(parser.get_parsed_content("network_def"), ckpt, key)
     state = load_weights(ckpt)
     network.load_state_dict(state[key] if isinstance(state.get(key), dict) else state)
     return network.eval()

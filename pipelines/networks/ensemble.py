@@ -12,12 +12,16 @@ For members f_1 ... f_M returning class logits,
 so that the ``softmax`` every segmentation inferer or post-processing applies to a network's output gives back p
 exactly (p sums to 1 over the classes, hence softmax(log p) = p). Flip test-time augmentation wrapped around the
 ensemble averages over members and flips alike. Its weights file is the members' state dicts side by side under
-``members.<m>.`` (:func:`ensemble_weights`).
+``members.<m>.`` (:func:`ensemble_weights`), so the file itself says how many members it holds
+(:func:`member_count`) and :func:`fit_to_weights` builds the matching network from a bundle's single
+``network_def``: a bundle ships an ensemble by shipping its weights, and still runs a single model's weights.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -26,7 +30,9 @@ from torch import nn
 from pipelines.errors import InputError
 from pipelines.io.weights import load_weights
 
-__all__ = ["ProbabilityEnsemble", "ensemble_weights"]
+__all__ = ["ProbabilityEnsemble", "ensemble_weights", "member_count", "fit_to_weights"]
+
+_MEMBER_KEY = re.compile(r"^members\.(\d+)\.")
 
 
 class ProbabilityEnsemble(nn.Module):
@@ -68,3 +74,34 @@ def ensemble_weights(paths: Sequence[str | Path], key: str = "model") -> dict[st
             raise InputError(path, "not a network state dict (its values are not all tensors)")
         combined.update({f"members.{m}.{name}": value for name, value in state.items()})
     return combined
+
+
+def member_count(keys: Iterable[str]) -> int:
+    """The number of members of an ensemble state dict (every key ``members.<m>.<name>``: ``max m + 1``); 0 for the
+    state dict of a single network."""
+    indices = [_MEMBER_KEY.match(key) for key in keys]
+    if not indices or not all(indices):
+        return 0
+    return max(int(match.group(1)) for match in indices if match) + 1
+
+
+def fit_to_weights(network: nn.Module, path: str | Path, key: str = "model") -> nn.Module:
+    """``network``, or a :class:`ProbabilityEnsemble` of deep copies of it when the weights at ``path`` are an
+    ensemble's (:func:`member_count` > 0) and ``network`` is not one already.
+
+    A bundle config builds it (``"network": {"_target_": "pipelines.networks.ensemble.fit_to_weights", "network":
+    ..., "path": "@ckpt_path"}``) so that the same inference config runs the shipped ensemble and a single
+    model's weights. A missing file leaves ``network`` as it is (the checkpoint loader then names the file).
+
+    Raises:
+        InputError: the file exists but is unreadable (:func:`pipelines.io.weights.load_weights`).
+    """
+    if isinstance(network, ProbabilityEnsemble) or not Path(path).is_file():
+        return network
+    state = load_weights(path)
+    if isinstance(state.get(key), Mapping):
+        state = state[key]
+    count = member_count(state.keys())
+    if count == 0:
+        return network
+    return ProbabilityEnsemble([copy.deepcopy(network) for _ in range(count)])

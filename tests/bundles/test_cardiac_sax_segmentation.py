@@ -71,6 +71,20 @@ def test_predict_a_frame_keeps_its_exact_grid(trained: Path, acdc_small: Path, t
     assert written.get_data_dtype() == np.uint8
 
 
+def test_ensemble_weights_run_with_the_same_configs(trained: Path, acdc_small: Path, tmp_path: Path) -> None:
+    """An ensemble of the trained model with itself (the shipped weights' format) predicts what the model does."""
+    from pipelines.io.atomic import atomic_torch_save
+    from pipelines.networks.ensemble import ensemble_weights
+
+    ensemble = atomic_torch_save({"model": ensemble_weights([trained, trained])}, tmp_path / "ensemble.pt")
+    image = _frame(acdc_small, "patient002_es")
+    single = api.predict(BUNDLE, image, tmp_path / "single", checkpoint=trained, overrides=NO_TTA)
+    double = api.predict(BUNDLE, image, tmp_path / "double", checkpoint=ensemble, overrides=NO_TTA)
+    assert single.ok and double.ok
+    np.testing.assert_array_equal(np.asarray(nib.load(double.written[0]).dataobj),
+                                  np.asarray(nib.load(single.written[0]).dataobj))
+
+
 def test_predict_a_4d_cine_writes_one_4d_label_map_in_frame_order(
     trained: Path, acdc_small: Path, tmp_path: Path
 ) -> None:

@@ -6,7 +6,7 @@ from monai.networks.nets import UNet
 
 from pipelines.errors import InputError
 from pipelines.networks import ProbabilityEnsemble, ScaledNetwork
-from pipelines.networks.ensemble import ensemble_weights
+from pipelines.networks.ensemble import ensemble_weights, fit_to_weights, member_count
 
 
 def _unet(seed: int) -> torch.nn.Module:
@@ -48,3 +48,23 @@ def test_ensemble_weights_refuse_a_file_that_is_not_a_state_dict(tmp_path) -> No
     torch.save({"model": {"epoch": 3}}, tmp_path / "bad.pt")
     with pytest.raises(InputError, match="bad.pt"):
         ensemble_weights([tmp_path / "bad.pt"])
+
+
+def test_member_count_reads_the_ensemble_from_its_keys() -> None:
+    ensemble = ProbabilityEnsemble([_unet(0), _unet(1), _unet(2)])
+    assert member_count(ensemble.state_dict().keys()) == 3
+    assert member_count(_unet(0).state_dict().keys()) == 0
+    assert member_count(["members.0.w", "model.w"]) == 0  # not every key is a member's: not an ensemble
+
+
+def test_fit_to_weights_builds_the_ensemble_the_weights_hold(tmp_path) -> None:
+    torch.save({"model": ProbabilityEnsemble([_unet(0), _unet(1)]).state_dict()}, tmp_path / "ens.pt")
+    torch.save(_unet(0).state_dict(), tmp_path / "one.pt")
+    fitted = fit_to_weights(_unet(5), tmp_path / "ens.pt")
+    assert isinstance(fitted, ProbabilityEnsemble) and len(fitted.members) == 2
+    assert fitted.members[0] is not fitted.members[1]  # copies, each loads its own weights
+    fitted.load_state_dict(torch.load(tmp_path / "ens.pt", weights_only=True)["model"], strict=True)
+    single = _unet(5)
+    assert fit_to_weights(single, tmp_path / "one.pt") is single
+    assert fit_to_weights(single, tmp_path / "missing.pt") is single
+    assert fit_to_weights(fitted, tmp_path / "ens.pt") is fitted  # already an ensemble
