@@ -239,8 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = args.checkpoint[0] if args.checkpoint else None
     if args.checkpoint and len(args.checkpoint) > 1:
+        # the bundle's configs build the ensemble these weights hold (pipelines.networks.ensemble.fit_to_weights)
         checkpoint = str(atomic_torch_save({"model": ensemble_weights(args.checkpoint)}, output / "ensemble.pt"))
-        overrides["network_def"] = api.ensemble_network_def(BUNDLE, len(args.checkpoint))
     predict_frames([i for p in patients for i in by_patient[p].values()], folder, checkpoint, overrides)
     rows = []
     for patient in patients:

@@ -29,6 +29,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import torch
+from monai.bundle import ConfigParser
 
 from pipelines import api
 from pipelines.data.datalist import split_items
@@ -38,6 +39,17 @@ from pipelines.io.console import tolerant_streams
 from pipelines.networks.ensemble import ensemble_weights
 
 logger = logging.getLogger("benchmarks.segmentation_ensemble")
+
+
+def ensemble_network_def(bundle: str, members: int) -> dict[str, Any]:
+    """The ``network_def`` override of an ensemble of ``members`` copies of the bundle's own ``network_def``."""
+    bundle_dir = api.resolve_bundle(bundle)
+    parser = ConfigParser()
+    parser.read_config(api.config_files(bundle_dir, ["train.json"]))
+    member = parser.get("network_def")
+    if member is None:
+        raise SystemExit(f"{bundle_dir}: its train.json has no network_def to ensemble")
+    return {"_target_": "pipelines.networks.ProbabilityEnsemble", "members": [member] * members}
 
 
 def score(bundle: str, data: Path, checkpoint: Path, output: Path, split: str, subset: str,
@@ -128,7 +140,7 @@ def main() -> None:
     atomic_write_json(stamp, definition)
     if not weights.exists():
         atomic_torch_save({"model": ensemble_weights(args.checkpoints)}, weights)
-    network_def = api.ensemble_network_def(args.bundle, len(members))
+    network_def = ensemble_network_def(args.bundle, len(members))
     models = [(f"member {m + 1} ({p.parent.parent.name if p.name == 'model.pt' else p.name})", p, None)
               for m, p in enumerate(args.checkpoints)]
     models.append((f"ensemble of {len(members)}", weights, {"network_def": network_def}))

@@ -37,7 +37,7 @@ DATASETS = ("sunnybrook", "brain_mr_ct", "mednist", "acdc", "sunnybrook_dicom")
 
 __all__ = [
     "BUNDLES_DIR", "resolve_bundle", "prepare_data", "train", "evaluate", "predict", "explain", "synthesize",
-    "load_network", "PredictionReport", "register", "ensemble_network_def", "BASAL_RV_MIN_RATIO",
+    "load_network", "PredictionReport", "register", "BASAL_RV_MIN_RATIO",
 ]
 
 
@@ -118,21 +118,6 @@ def _config_values(bundle_dir: Path, configs: Sequence[str], **defaults: Any) ->
     parser = ConfigParser()
     parser.read_config(config_files(bundle_dir, configs))
     return {key: parser.get(key, default) for key, default in defaults.items()}
-
-
-def ensemble_network_def(bundle: str | Path, members: int) -> dict[str, Any]:
-    """The ``network_def`` override that makes ``bundle`` run an ensemble of ``members`` copies of its own
-    ``network_def`` (:class:`pipelines.networks.ProbabilityEnsemble`), for weights from
-    :func:`pipelines.networks.ensemble.ensemble_weights`.
-
-    Raises:
-        PipelineError: the bundle's ``train.json`` has no ``network_def``.
-    """
-    bundle_dir = resolve_bundle(bundle)
-    member = _config_values(bundle_dir, ["train.json"], network_def=None)["network_def"]
-    if member is None:
-        raise PipelineError(f"{bundle_dir}: its train.json has no network_def to ensemble")
-    return {"_target_": "pipelines.networks.ProbabilityEnsemble", "members": [member] * members}
 
 
 def _run(workflow: ConfigWorkflow) -> None:
@@ -1009,22 +994,23 @@ def measure(
         raise PipelineError("--case names a single case; a batch takes its case names from the files")
     output = writable_dir(output)
     report = PredictionReport()
-    trim = {"basal_rv_min_ratio": basal_rv_min_ratio or None}
+    ratio = basal_rv_min_ratio or None
     if batch is not None:
-        result = measure_batch(batch, output, overwrite=overwrite, **trim)
+        result = measure_batch(batch, output, overwrite=overwrite, basal_rv_min_ratio=ratio)
         summaries, report.done, report.failed = result.summaries, result.done, result.failed
     elif cine is not None:
-        summaries = [measure_cine(cine, output, case=case, overwrite=overwrite, **trim)]
+        summaries = [measure_cine(cine, output, case=case, overwrite=overwrite, basal_rv_min_ratio=ratio)]
         report.done.append(str(cine))
     else:
-        summaries = [measure_pair(ed, es, output, case=case, overwrite=overwrite, **trim)]  # type: ignore[arg-type]
+        summaries = [measure_pair(ed, es, output, case=case, overwrite=overwrite,  # type: ignore[arg-type]
+                                  basal_rv_min_ratio=ratio)]
         report.done.append(str(ed))
     written = list(dict.fromkeys(path for summary in summaries for path in summary["written"]))
     report.written = [path for path in written if path.name != CSV_NAME] + [p for p in written if p.name == CSV_NAME]
     if summaries and tracking_requested(tracking_uri):
         form = "batch" if batch is not None else ("cine" if cine is not None else "pair")
         inputs = {"batch": batch, "cine": cine, "ed": ed, "es": es}
-        params = {"form": form, "cases": str(len(summaries)), "basal_rv_min_ratio": str(trim["basal_rv_min_ratio"]),
+        params = {"form": form, "cases": str(len(summaries)), "basal_rv_min_ratio": str(ratio),
                   **{k: str(v) for k, v in inputs.items() if v is not None}}
         run_id = log_measures(tracking_uri, "measure", summaries, report.written, params)
         if run_id:
